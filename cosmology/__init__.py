@@ -1,0 +1,1 @@
+"""Weak-lensing convergence maps -> (Omega_m, sigma_8)."""

@@ -1,0 +1,1 @@
+"""Clathrin traces of coated pits -> auxilin recruitment."""

@@ -1,0 +1,1 @@
+"""The domain-free core of adaptive wavelet distillation (AWD)."""
