@@ -1,0 +1,242 @@
+"""FITS convergence maps in the lenstools / MassiveNuS format.
+
+A map is a 2D float32 primary image whose header carries the side angle in degrees under
+``ANGLE`` (the key ``lenstools.ConvergenceMap.load`` requires) and, optionally, the
+cosmological parameters. Keys follow lenstools where it has one (``OMEGA_M``, ``Z``, ``H0``,
+``h``, ``W0``, ``WA``); the others are ours (``SIGMA_8``, ``A_S`` = 10^9 A_s, ``M_NU``...).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+
+__all__ = ["HEADER_KEYS", "atomic_write", "header_params", "read_map", "write_map"]
+
+logger = logging.getLogger(__name__)
+
+#: our parameter name -> (FITS key, comment)
+HEADER_KEYS: dict[str, tuple[str, str]] = {
+    "omega_m": ("OMEGA_M", "Total matter density Omega_m"),
+    "sigma_8": ("SIGMA_8", "sigma_8"),
+    "A_s": ("A_S", "10^9 A_s"),
+    "m_nu": ("M_NU", "Sum of neutrino masses [eV]"),
+    "z_s": ("Z", "Redshift of the background sources"),
+    "h": ("h", "Dimensionless Hubble constant"),
+    "H0": ("H0", "Hubble constant in km/s*Mpc"),
+    "omega_b": ("OMEGA_B", "Baryon density Omega_b"),
+    "omega_l": ("OMEGA_L", "Dark energy density"),
+    "n_s": ("N_S", "Scalar spectral index"),
+    "w0": ("W0", "Dark energy equation of state"),
+    "wa": ("WA", "Dark energy running equation of state"),
+    "seed": ("SEED", "Random seed of the realization"),
+    "realization": ("REALIZ", "Realization number"),
+    "kappa_0": ("KAPPA0", "Shift of the lognormal field"),
+}
+_KEY_TO_NAME = {key.upper(): name for name, (key, _) in HEADER_KEYS.items()}
+_RESERVED = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "ANGLE", "ITYPE", "UNIT"}
+
+
+def atomic_write(path: str | os.PathLike[str], write: Any, suffix: str = "") -> Path:
+    """Write a file atomically: ``write(tmp_path)`` then rename onto ``path``.
+
+    The temporary file lives in the destination folder, so the final ``os.replace`` is
+    atomic and an interrupted writer never leaves a partial file under ``path``.
+
+    Parameters
+    ----------
+    path
+        Destination.
+    write
+        Callable taking the temporary path (a :class:`str`) and writing the content.
+    suffix
+        Suffix of the temporary name (some writers infer the format from it).
+
+    Returns
+    -------
+    pathlib.Path
+        The destination.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> p = atomic_write(Path(d) / "a.txt", lambda t: Path(t).write_text("hi"))
+    >>> p.read_text()
+    'hi'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _header_key(name: str) -> tuple[str, str]:
+    if name in HEADER_KEYS:
+        return HEADER_KEYS[name]
+    key = name.upper()
+    if len(key) > 8 or not key.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(
+            f"parameter name {name!r} cannot be a FITS header key (at most 8 letters, "
+            f"digits, '_' or '-'); known names: {sorted(HEADER_KEYS)}"
+        )
+    if key in _RESERVED:
+        raise ValueError(f"parameter name {name!r} clashes with the reserved FITS key {key}")
+    return key, ""
+
+
+def write_map(
+    path: str | os.PathLike[str],
+    kappa: np.ndarray,
+    side_angle_deg: float,
+    params: Mapping[str, float | int | str] | None = None,
+) -> Path:
+    """Write a convergence map as a lenstools-compatible FITS file, atomically.
+
+    Parameters
+    ----------
+    path
+        Destination ``.fits`` file; parent folders are created.
+    kappa
+        2D square array of convergence values, stored as float32.
+    side_angle_deg
+        Side angle of the map in degrees (header key ``ANGLE``).
+    params
+        Cosmological parameters and metadata for the header, by our names
+        (``omega_m``, ``sigma_8``, ``A_s`` (10^9 A_s), ``m_nu``, ``z_s``, ...; see
+        :data:`HEADER_KEYS`) or as FITS keys of at most 8 characters.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Raises
+    ------
+    ValueError
+        If ``kappa`` is not a finite square 2D array or the angle is not positive.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "m.fits"
+    >>> _ = write_map(p, np.zeros((4, 4)), 3.5, {"omega_m": 0.3, "sigma_8": 0.8})
+    >>> read_map(p)[1]
+    3.5
+    """
+    path = Path(path)
+    data = np.asarray(kappa)
+    if data.ndim != 2 or data.shape[0] != data.shape[1]:
+        raise ValueError(f"{path}: the map must be a square 2D array, got shape {data.shape}")
+    if not np.all(np.isfinite(data)):
+        raise ValueError(f"{path}: the map to write contains NaN or infinite pixels")
+    if not (np.isfinite(side_angle_deg) and side_angle_deg > 0):
+        raise ValueError(f"{path}: side angle must be a positive number, got {side_angle_deg}")
+    hdu = fits.PrimaryHDU(data.astype(np.float32))
+    for name, value in (params or {}).items():
+        key, comment = _header_key(name)
+        if isinstance(value, np.generic):
+            value = value.item()
+        hdu.header[key] = (value, comment)
+    hdu.header["ANGLE"] = (float(side_angle_deg), "Side angle in degrees")
+    hdu.header["ITYPE"] = ("ConvergenceMap", "Image type")
+    return atomic_write(path, lambda tmp: hdu.writeto(tmp, overwrite=True), suffix=".fits")
+
+
+def read_map(
+    path: str | os.PathLike[str],
+    side_angle_deg: float | None = None,
+    *,
+    check_finite: bool = True,
+) -> tuple[np.ndarray, float, dict[str, Any]]:
+    """Read a FITS convergence map (lenstools / MassiveNuS format).
+
+    Parameters
+    ----------
+    path
+        FITS file with the map as a 2D primary image.
+    side_angle_deg
+        Side angle in degrees to use when the header has no ``ANGLE`` key. When the header
+        has one, it wins.
+    check_finite
+        Raise if any pixel is NaN or infinite.
+
+    Returns
+    -------
+    kappa : numpy.ndarray
+        The 2D map (native float dtype of the file, in native byte order).
+    side_angle_deg : float
+        Side angle in degrees.
+    header : dict
+        The primary header as a dict of FITS key -> value.
+
+    Raises
+    ------
+    ValueError
+        If the primary HDU is not a 2D image, the map has NaN pixels, or there is no
+        ``ANGLE`` in the header and no ``side_angle_deg`` was given. The message names
+        the file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "m.fits"
+    >>> _ = write_map(p, np.ones((4, 4)), 3.5)
+    >>> kappa, angle, header = read_map(p)
+    >>> kappa.shape, angle, header["ITYPE"]
+    ((4, 4), 3.5, 'ConvergenceMap')
+    """
+    path = Path(path)
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            data = hdul[0].data
+            header = dict(hdul[0].header)
+    except OSError as err:
+        raise ValueError(f"{path}: not a readable FITS file ({err})") from err
+    if data is None or data.ndim != 2:
+        shape = None if data is None else data.shape
+        raise ValueError(f"{path}: the primary HDU must hold a 2D image, found shape {shape}")
+    if not np.issubdtype(data.dtype, np.floating):
+        data = data.astype(np.float64)
+    data = data.astype(data.dtype.newbyteorder("="), copy=False)
+    if check_finite and not np.all(np.isfinite(data)):
+        n_bad = int(np.count_nonzero(~np.isfinite(data)))
+        raise ValueError(f"{path}: the map has {n_bad} NaN or infinite pixels")
+    angle = header.get("ANGLE")
+    if angle is None:
+        if side_angle_deg is None:
+            raise ValueError(
+                f"{path}: no ANGLE (side angle in degrees) in the FITS header; "
+                "pass the side angle explicitly"
+            )
+        angle = side_angle_deg
+    angle = float(angle)
+    if not (np.isfinite(angle) and angle > 0):
+        raise ValueError(f"{path}: side angle must be positive, got {angle}")
+    return data, angle, header
+
+
+def header_params(header: Mapping[str, Any]) -> dict[str, Any]:
+    """Translate known FITS header keys back to our parameter names.
+
+    Examples
+    --------
+    >>> header_params({"OMEGA_M": 0.3, "Z": 1.0, "NAXIS": 2})
+    {'omega_m': 0.3, 'z_s': 1.0}
+    """
+    return {_KEY_TO_NAME[k.upper()]: v for k, v in header.items() if k.upper() in _KEY_TO_NAME}
