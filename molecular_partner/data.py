@@ -1,0 +1,616 @@
+"""From tracks to the AWD clathrin data set: the published cleaning and outcome rules.
+
+The rules follow the reference pipeline (Yu-Group molecular-partner-prediction, used by
+AWD) step by step:
+
+1. keep ``catIdx`` in {1, 2}, then ``lifetime_s > 2``;
+2. outcomes from the auxilin channel: ``y_consec_sig`` (auxilin ``pval_Ar < 0.05`` in two
+   consecutive frames), ``y_conservative_thresh`` (``Y_max > 973``), their union
+   ``y_consec_thresh``; ``Y_sig_mean`` (mean auxilin amplitude over significant frames,
+   0 if none);
+3. hotspots: at least 5 significant frames whose runs of consecutive significant frames
+   are more than 2 apart (repeated events at one site); excluded;
+4. lifetime gates with 95% purity fitted on training cells only (``thresh_short``: the
+   largest lifetime whose shorter tracks are >= 95% aux-; ``thresh_long``: the smallest
+   lifetime whose longer tracks are >= 95% aux+); gated tracks dropped (optional: the
+   reference's own LSTM loader skips this step);
+5. the "hard" set ``lifetime_s > 15``;
+6. clathrin amplitude resampled to 40 points (index subsampling, or zero padding at the
+   end) and z-scored per cell over all tracks and time points, padding included
+   (``X_same_length_normalized``); ``Y_sig_mean`` z-scored per cell
+   (``Y_sig_mean_normalized``, the regression target of AWD).
+
+Splits are by cell.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from molecular_partner.tables import (
+    REQUIRED_COLUMNS,
+    _atomic_write,
+    read_tracks_table,
+    write_tracks_table,
+)
+
+__all__ = [
+    "AWD_COLUMNS",
+    "BuiltDataset",
+    "TraceDataset",
+    "add_outcomes",
+    "build_dataset",
+    "clean_tracks",
+    "downsample",
+    "hotspot_flags",
+    "lifetime_gates",
+    "load_awd_table",
+    "split_cells",
+]
+
+logger = logging.getLogger(__name__)
+
+P_THRESH = 0.05
+AUX_THRESH = 973.0
+AUX_PEAK = 642.375
+AWD_LENGTH = 40
+AWD_COLUMNS = ("X_same_length_normalized", "Y_sig_mean_normalized", "y_consec_thresh")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def check_tracks(df: pd.DataFrame, source: str = "tracks table") -> pd.DataFrame:
+    """Check the required columns and drop tracks with missing amplitudes, with a warning.
+
+    Raises ``ValueError`` naming ``source`` when columns are missing or no track is left.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"cell": ["a", "a"], "lifetime_s": [3.0, 4.0], "catIdx": [1, 1],
+    ...                    "X": [np.ones(3), np.ones(4)], "Y": [np.ones(3), np.ones(4)],
+    ...                    "pval_Ar_Y": [np.ones(3), np.ones(4)]})
+    >>> len(check_tracks(df))
+    2
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{source}: missing required columns {missing}")
+    if len(df) == 0:
+        raise ValueError(f"{source}: no tracks")
+    bad = np.zeros(len(df), dtype=bool)
+    for col in ("X", "Y", "pval_Ar_Y"):
+        vals = df[col].to_numpy()
+        for i, v in enumerate(vals):
+            arr = np.asarray(v, dtype=np.float64)
+            if arr.size == 0 or not np.all(np.isfinite(arr)):
+                bad[i] = True
+    lens_ok = np.array(
+        [np.size(x) == np.size(y) == np.size(p) for x, y, p in zip(df["X"], df["Y"], df["pval_Ar_Y"])]
+    )
+    bad |= ~lens_ok
+    if bad.all():
+        raise ValueError(f"{source}: every track has missing (NaN) or inconsistent amplitudes")
+    if bad.any():
+        by_cell = df.loc[bad, "cell"].value_counts().to_dict()
+        warnings.warn(
+            f"{source}: dropped {int(bad.sum())} track(s) with NaN or inconsistent "
+            f"amplitudes (per cell: {by_cell})",
+            stacklevel=2,
+        )
+    return df.loc[~bad].reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+def _consecutive(sig: np.ndarray) -> bool:
+    idx = np.flatnonzero(sig)
+    return idx.size > 1 and int(np.min(np.diff(idx))) == 1
+
+
+def hotspot_flags(sig: np.ndarray) -> bool:
+    """The reference's hotspot rule for one track's significance mask.
+
+    At least 5 significant frames, and among the positions of consecutive significant
+    pairs two that are more than 2 apart (two separate events).
+
+    Examples
+    --------
+    >>> hotspot_flags(np.array([1, 1, 0, 0, 0, 0, 1, 1, 1], bool))
+    True
+    >>> hotspot_flags(np.array([1, 1, 1, 1, 1, 0, 0], bool))
+    False
+    """
+    idx = np.flatnonzero(sig)
+    if idx.size < 5:
+        return False
+    consecs = np.flatnonzero(np.diff(idx) == 1)
+    gaps = np.diff(consecs)
+    return bool(gaps.size > 0 and gaps.max() > 2)
+
+
+def add_outcomes(df: pd.DataFrame, p_thresh: float = P_THRESH) -> pd.DataFrame:
+    """Add the auxilin outcomes and hotspot flags to a tracks table (returns a copy).
+
+    Columns added: ``X_max``, ``Y_max``, ``y`` (``Y_max > 642.375``), ``y_num_sig``,
+    ``y_consec_sig``, ``y_conservative_thresh``, ``y_consec_thresh``, ``hotspots``,
+    ``Y_sig_mean``.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"Y": [np.array([10., 500., 700., 5.])],
+    ...                    "X": [np.ones(4)],
+    ...                    "pval_Ar_Y": [np.array([0.5, 0.01, 0.02, 0.9])]})
+    >>> out = add_outcomes(df)
+    >>> bool(out["y_consec_thresh"].iloc[0]), float(out["Y_sig_mean"].iloc[0])
+    (True, 600.0)
+    """
+    out = df.copy()
+    ys = [np.asarray(v, dtype=np.float64) for v in out["Y"]]
+    ps = [np.asarray(v, dtype=np.float64) for v in out["pval_Ar_Y"]]
+    sigs = [p < p_thresh for p in ps]
+    out["X_max"] = [float(np.max(x)) for x in out["X"]]
+    out["Y_max"] = [float(np.max(y)) for y in ys]
+    out["y"] = out["Y_max"] > AUX_PEAK
+    out["y_num_sig"] = [int(s.sum()) for s in sigs]
+    out["y_consec_sig"] = [_consecutive(s) for s in sigs]
+    out["y_conservative_thresh"] = out["Y_max"] > AUX_THRESH
+    out["y_consec_thresh"] = out["y_consec_sig"] | out["y_conservative_thresh"]
+    out["hotspots"] = [hotspot_flags(s) for s in sigs]
+    out["Y_sig_mean"] = [float(y[s].mean()) if s.any() else 0.0 for y, s in zip(ys, sigs)]
+    return out
+
+
+def zscore_per_cell(values: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Z-score ``values`` within each cell (population SD, as numpy's default).
+
+    Examples
+    --------
+    >>> zscore_per_cell(np.array([1., 3., 10., 10.]), np.array(["a", "a", "b", "b"]))
+    array([-1.,  1.,  0.,  0.])
+    """
+    values = np.asarray(values, dtype=np.float64)
+    out = np.empty_like(values)
+    cells = np.asarray(cells)
+    for cell in pd.unique(cells):
+        m = cells == cell
+        sd = values[m].std()
+        # A constant cell has no spread; centring alone keeps it finite.
+        out[m] = (values[m] - values[m].mean()) / (sd if sd > 0 else 1.0)
+    return out
+
+
+# --------------------------------------------------------------------------- cleaning
+
+
+def clean_tracks(df: pd.DataFrame, source: str = "tracks table") -> pd.DataFrame:
+    """Steps 1-3: catIdx in {1, 2}, lifetime > 2 s, outcomes and hotspot flags.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"cell": ["a"] * 3, "lifetime_s": [2.0, 5.0, 5.0],
+    ...                    "catIdx": [1, 1, 3], "X": [np.ones(5)] * 3,
+    ...                    "Y": [np.ones(5)] * 3, "pval_Ar_Y": [np.ones(5)] * 3})
+    >>> len(clean_tracks(df))
+    1
+    """
+    df = check_tracks(df, source)
+    df = df[df["catIdx"].isin([1, 2]) & (df["lifetime_s"] > 2)]
+    return add_outcomes(df.reset_index(drop=True))
+
+
+def lifetime_gates(
+    lifetimes: np.ndarray, outcome: np.ndarray, acc_thresh: float = 0.95
+) -> tuple[float, float]:
+    """The reference's 95%-purity lifetime gates (fit them on training cells only).
+
+    ``thresh_short`` is the largest lifetime ``l`` with at least ``acc_thresh`` of the
+    tracks of lifetime ``<= l`` aux-; ``thresh_long`` the smallest ``l`` with at least
+    ``acc_thresh`` of the tracks of lifetime ``>= l`` aux+. When no lifetime qualifies,
+    the gates fall just outside the observed range (nothing is gated), as in the
+    reference.
+
+    Examples
+    --------
+    >>> lifetimes = np.array([3, 4, 5, 20, 30, 100, 200])
+    >>> outcome = np.array([0, 0, 0, 1, 0, 1, 1])
+    >>> lifetime_gates(lifetimes, outcome)
+    (5.0, 100.0)
+    """
+    lifetimes = np.asarray(lifetimes, dtype=np.float64)
+    outcome = np.asarray(outcome, dtype=np.float64)
+    uniq = np.unique(lifetimes)
+    acc_lower = np.array([1.0 - outcome[lifetimes <= v].mean() for v in uniq])
+    acc_higher = np.array([outcome[lifetimes >= v].mean() for v in uniq])
+    ok_low = np.flatnonzero(acc_lower >= acc_thresh)
+    ok_high = np.flatnonzero(acc_higher >= acc_thresh)
+    short = float(uniq[ok_low[-1]]) if ok_low.size else float(uniq[0] - 1)
+    long = float(uniq[ok_high[0]]) if ok_high.size else float(uniq[-1] + 1)
+    return short, long
+
+
+def downsample(x: np.ndarray, length: int = AWD_LENGTH) -> np.ndarray:
+    """Resample a trace to ``length`` points as the reference does.
+
+    NaNs are dropped; then ``x[int((n - 1) * i / (length - 1))]`` when ``n >= length``,
+    else the trace is zero-padded at the end.
+
+    Examples
+    --------
+    >>> downsample(np.arange(3.0), 5)
+    array([0., 1., 2., 0., 0.])
+    >>> downsample(np.arange(9.0), 5)
+    array([0., 2., 4., 6., 8.])
+    """
+    x = np.asarray(x, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    n = x.size
+    if n >= length:
+        idx = [int((n - 1) * i / (length - 1)) for i in range(length)]
+        return x[idx]
+    return np.concatenate([x, np.zeros(length - n)])
+
+
+def split_cells(
+    cells: list[str] | np.ndarray,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+    test_cells: list[str] | None = None,
+) -> dict[str, str]:
+    """Assign each cell to ``train`` or ``test`` (splits are by cell, never by track).
+
+    Parameters
+    ----------
+    cells : sequence of str
+        Cell names (duplicates allowed).
+    test_fraction : float
+        Fraction of cells held out (at least one, at most all but one).
+    seed : int
+        Seed of the shuffle.
+    test_cells : list of str, optional
+        Explicit test cells; overrides ``test_fraction``.
+
+    Returns
+    -------
+    dict
+        cell -> ``"train"`` or ``"test"``.
+
+    Examples
+    --------
+    >>> s = split_cells(["c1", "c2", "c3", "c4"], test_cells=["c4"])
+    >>> s["c4"], s["c1"]
+    ('test', 'train')
+    """
+    uniq = sorted(pd.unique(np.asarray(cells)).tolist())
+    if len(uniq) < 2:
+        raise ValueError(f"need at least 2 cells to split by cell, got {uniq}")
+    if test_cells is not None:
+        unknown = set(test_cells) - set(uniq)
+        if unknown:
+            raise ValueError(f"test cells {sorted(unknown)} are not in the data ({uniq})")
+        test = set(test_cells)
+    else:
+        n_test = min(max(1, round(test_fraction * len(uniq))), len(uniq) - 1)
+        rng = np.random.default_rng(seed)
+        test = set(rng.permutation(uniq)[:n_test].tolist())
+    if not test or test == set(uniq):
+        raise ValueError("a split needs at least one training and one test cell")
+    return {c: ("test" if c in test else "train") for c in uniq}
+
+
+# --------------------------------------------------------------------------- building
+
+
+@dataclass
+class BuiltDataset:
+    """The AWD-ready table plus what was decided while building it.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per track: ``cell``, ``split``, ``lifetime_s``, ``X`` (raw clathrin),
+        ``X_same_length`` (40 points), ``X_same_length_normalized``, ``Y_sig_mean``,
+        ``Y_sig_mean_normalized``, ``y_consec_thresh`` and the other outcome columns.
+    meta : dict
+        Gates, counts at each step and the cell split.
+    """
+
+    table: pd.DataFrame
+    meta: dict = field(default_factory=dict)
+
+
+def build_dataset(
+    tracks: pd.DataFrame,
+    *,
+    test_cells: list[str] | None = None,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+    length: int = AWD_LENGTH,
+    lifetime_threshold: float = 15.0,
+    apply_gates: bool = True,
+    acc_thresh: float = 0.95,
+    source: str = "tracks table",
+) -> BuiltDataset:
+    """Apply the published cleaning and outcome rules and split by cell.
+
+    Parameters
+    ----------
+    tracks : DataFrame
+        A tracks table (see :mod:`molecular_partner.tables`).
+    test_cells, test_fraction, seed
+        The cell split (see :func:`split_cells`).
+    length : int
+        Resampled trace length (40 in the reference).
+    lifetime_threshold : float
+        Keep ``lifetime_s > lifetime_threshold`` (the "hard" set).
+    apply_gates : bool
+        Drop tracks outside the 95%-purity lifetime gates fitted on training cells.
+    acc_thresh : float
+        Purity of the gates.
+    source : str
+        Name used in messages.
+
+    Returns
+    -------
+    BuiltDataset
+
+    Examples
+    --------
+    >>> from molecular_partner.simulate import SimulationConfig, simulate_cells
+    >>> tr, _ = simulate_cells(3, SimulationConfig(n_frames=120, shape=(64, 64), n_pits=150))
+    >>> ds = build_dataset(tr, test_cells=["cell3"])
+    >>> sorted(ds.table["split"].unique())
+    ['test', 'train']
+    """
+    clean = clean_tracks(tracks, source)
+    cells = clean["cell"].astype(str).to_numpy()
+    all_cells = sorted(pd.unique(tracks["cell"].astype(str)).tolist())
+    lost = sorted(set(all_cells) - set(cells))
+    for cell in lost:
+        warnings.warn(f"{source}: cell {cell!r} has no valid tracks; skipped", stacklevel=2)
+    split = split_cells(cells, test_fraction=test_fraction, seed=seed, test_cells=test_cells)
+    clean["split"] = [split[c] for c in cells]
+    meta: dict = {
+        "source": source,
+        "n_valid": len(clean),
+        "n_aux_pos_valid": int(clean["y_consec_thresh"].sum()),
+        "n_hotspots_valid": int(clean["hotspots"].sum()),
+        "split": split,
+    }
+    train = clean[(clean["split"] == "train") & ~clean["hotspots"]]
+    if len(train) == 0:
+        raise ValueError(f"{source}: no valid training tracks to fit the lifetime gates")
+    short, long = lifetime_gates(
+        train["lifetime_s"].to_numpy(), train["y_consec_thresh"].to_numpy(), acc_thresh
+    )
+    clean["short"] = clean["lifetime_s"] <= short
+    clean["long"] = clean["lifetime_s"] >= long
+    meta.update(thresh_short=short, thresh_long=long)
+    meta.update(n_short=int(clean["short"].sum()), n_long=int(clean["long"].sum()))
+    keep = ~clean["hotspots"] & (clean["lifetime_s"] > lifetime_threshold)
+    if apply_gates:
+        keep &= ~(clean["short"] | clean["long"])
+    hard = clean[keep].reset_index(drop=True)
+    if len(hard) == 0:
+        raise ValueError(f"{source}: no track survives the cleaning rules")
+    for cell in sorted(set(all_cells) - set(lost) - set(hard["cell"].astype(str))):
+        warnings.warn(f"{source}: cell {cell!r} has no track left after cleaning", stacklevel=2)
+    hard_cells = hard["cell"].astype(str).to_numpy()
+    xs = np.stack([downsample(x, length) for x in hard["X"]])
+    hard["X_same_length"] = list(xs)
+    norm = np.empty_like(xs)
+    for cell in pd.unique(hard_cells):
+        m = hard_cells == cell
+        block = xs[m]
+        sd = block.std()
+        norm[m] = (block - block.mean()) / (sd if sd > 0 else 1.0)
+    hard["X_same_length_normalized"] = list(norm)
+    hard["Y_sig_mean_normalized"] = zscore_per_cell(hard["Y_sig_mean"].to_numpy(), hard_cells)
+    meta.update(
+        n_hard=len(hard),
+        n_aux_pos_hard=int(hard["y_consec_thresh"].sum()),
+        n_train=int((hard["split"] == "train").sum()),
+        n_test=int((hard["split"] == "test").sum()),
+    )
+    logger.info(
+        "%s: %d valid tracks, %d hard (%d train / %d test), gates %.1f / %.1f s",
+        source,
+        meta["n_valid"],
+        meta["n_hard"],
+        meta["n_train"],
+        meta["n_test"],
+        short,
+        long,
+    )
+    return BuiltDataset(table=hard, meta=meta)
+
+
+def calibration_statistics(tracks: pd.DataFrame) -> dict[str, float]:
+    """Statistics of cleaned tracks to compare with the published data set.
+
+    Returns the aux+ and hotspot fractions of valid tracks (catIdx 1-2, lifetime > 2 s)
+    and, among valid non-hotspot tracks, the aux+ fraction of those longer than 15 s and
+    of the shorter ones and the fraction longer than 15 s.
+
+    Examples
+    --------
+    >>> from molecular_partner.simulate import SimulationConfig, simulate_cells
+    >>> tr, _ = simulate_cells(1, SimulationConfig(n_frames=100, shape=(64, 64), n_pits=50))
+    >>> sorted(calibration_statistics(tr))[:2]
+    ['aux_pos', 'aux_pos_long']
+    """
+    c = clean_tracks(tracks)
+    y = c["y_consec_thresh"].astype(float)
+    # As in the published summary, the per-lifetime fractions exclude hotspots.
+    ok = ~c["hotspots"]
+    long = c["lifetime_s"] > 15
+    return {
+        "n_valid": float(len(c)),
+        "aux_pos": float(y.mean()),
+        "hotspots": float(c["hotspots"].mean()),
+        "aux_pos_long": float(y[ok & long].mean()),
+        "aux_pos_short": float(y[ok & ~long].mean()),
+        "long_fraction": float(long[ok].mean()),
+    }
+
+
+# --------------------------------------------------------------------------- I/O
+
+
+def load_awd_table(table: pd.DataFrame | str | Path, length: int = AWD_LENGTH) -> pd.DataFrame:
+    """Accept a table already in the reference's AWD layout and check it.
+
+    The layout has ``X_same_length_normalized`` (arrays of ``length``) and at least one of
+    the outcomes ``Y_sig_mean_normalized`` and ``y_consec_thresh``; ``cell`` and ``split``
+    are optional. Parquet files are read; pickles are refused (they can run code).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"X_same_length_normalized": [np.zeros(40)],
+    ...                   "Y_sig_mean_normalized": [0.5]})
+    >>> len(load_awd_table(t))
+    1
+    """
+    name = "AWD table"
+    if not isinstance(table, pd.DataFrame):
+        path = Path(table)
+        name = str(path)
+        if path.suffix in (".pkl", ".pickle"):
+            raise ValueError(
+                f"{path}: pickles are not read (they can execute code); convert the table "
+                "to parquet first"
+            )
+        table = read_tracks_table(path)
+    if "X_same_length_normalized" not in table.columns:
+        raise ValueError(f"{name}: missing column 'X_same_length_normalized'")
+    if not any(c in table.columns for c in AWD_COLUMNS[1:]):
+        raise ValueError(f"{name}: needs 'Y_sig_mean_normalized' or 'y_consec_thresh'")
+    xs = [np.asarray(v, dtype=np.float64) for v in table["X_same_length_normalized"]]
+    bad = [i for i, x in enumerate(xs) if x.shape != (length,) or not np.all(np.isfinite(x))]
+    if bad:
+        raise ValueError(
+            f"{name}: {len(bad)} row(s) of X_same_length_normalized are not finite arrays "
+            f"of length {length} (first: row {bad[0]})"
+        )
+    out = table.copy()
+    out["X_same_length_normalized"] = xs
+    return out
+
+
+def write_dataset(ds: BuiltDataset, out_dir: str | Path) -> Path:
+    """Write ``dataset.parquet`` (AWD layout and metadata columns) and ``meta.json``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from molecular_partner.simulate import SimulationConfig, simulate_cells
+    >>> tr, _ = simulate_cells(2, SimulationConfig(n_frames=120, shape=(64, 64), n_pits=150))
+    >>> p = write_dataset(build_dataset(tr, test_cells=["cell2"]), tempfile.mkdtemp())
+    >>> p.name
+    'dataset.parquet'
+    """
+    out = Path(out_dir)
+    cols = [
+        "cell",
+        "split",
+        "lifetime_s",
+        "X",
+        "Y",
+        "X_same_length",
+        *AWD_COLUMNS,
+        "Y_sig_mean",
+        "Y_max",
+        "X_max",
+    ]
+    extra = [c for c in ("track_id", "pit_id", "catIdx") if c in ds.table.columns]
+    path = write_tracks_table(ds.table[extra + cols], out / "dataset.parquet")
+
+    def _default(o):
+        if isinstance(o, np.generic):
+            return o.item()
+        raise TypeError(type(o))
+
+    text = json.dumps(ds.meta, indent=2, default=_default)
+    _atomic_write(out / "meta.json", lambda tmp: Path(tmp).write_text(text))
+    return path
+
+
+class TraceDataset(Dataset):
+    """A torch ``Dataset`` of (trace, target) pairs from an AWD-layout table.
+
+    Items are ``(x, y)`` with ``x`` a float32 tensor of shape ``(1, 40)`` (channel first,
+    as the reference's 1-D models take it) and ``y`` a float32 scalar tensor.
+
+    Parameters
+    ----------
+    table : DataFrame
+        AWD layout (see :func:`load_awd_table`).
+    target : str
+        ``"Y_sig_mean_normalized"`` (regression, the paper's) or ``"y_consec_thresh"``.
+    split : str, optional
+        Keep only rows of this split.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"X_same_length_normalized": [np.zeros(40)] * 2,
+    ...                   "Y_sig_mean_normalized": [0.5, -0.5]})
+    >>> x, y = TraceDataset(t)[1]
+    >>> tuple(x.shape), float(y)
+    ((1, 40), -0.5)
+    """
+
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        target: str = "Y_sig_mean_normalized",
+        split: str | None = None,
+    ) -> None:
+        table = load_awd_table(table)
+        if target not in table.columns:
+            raise ValueError(f"AWD table: no target column {target!r}")
+        if split is not None:
+            if "split" not in table.columns:
+                raise ValueError("AWD table: no 'split' column to select from")
+            table = table[table["split"] == split]
+        x = np.stack(table["X_same_length_normalized"].to_list()).astype(np.float32)
+        self.x = torch.from_numpy(x)[:, None, :]
+        self.y = torch.as_tensor(table[target].to_numpy(dtype=np.float32))
+        self.cells = table["cell"].to_numpy() if "cell" in table.columns else None
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def __getitem__(self, i: int):
+        return self.x[i], self.y[i]
+
+    def tensors(self):
+        """All inputs and targets as two tensors, ``(n, 1, 40)`` and ``(n,)``."""
+        return self.x, self.y
+
+
+def read_dataset(path: str | Path) -> pd.DataFrame:
+    """Read ``dataset.parquet`` written by :func:`write_dataset` (or its folder).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from molecular_partner.simulate import SimulationConfig, simulate_cells
+    >>> tr, _ = simulate_cells(2, SimulationConfig(n_frames=120, shape=(64, 64), n_pits=150))
+    >>> d = tempfile.mkdtemp(); _ = write_dataset(build_dataset(tr, test_cells=["cell2"]), d)
+    >>> "X_same_length_normalized" in read_dataset(d).columns
+    True
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "dataset.parquet"
+    return load_awd_table(path)
