@@ -9,7 +9,21 @@ Examples
 5
 """
 
+from shared.distill import AWDTransformer, DistillConfig, distill
+from shared.losses import AWDLoss, PenaltyWeights
+from shared.runs import load_transform, save_transform
 from shared.transform import DWT1d, DWT2d
 from shared.wavelet import LearnableWavelet
 
-__all__ = ["DWT1d", "DWT2d", "LearnableWavelet"]
+__all__ = [
+    "AWDLoss",
+    "AWDTransformer",
+    "DWT1d",
+    "DWT2d",
+    "DistillConfig",
+    "LearnableWavelet",
+    "PenaltyWeights",
+    "distill",
+    "load_transform",
+    "save_transform",
+]

@@ -109,7 +109,7 @@ class LearnableWavelet(nn.Module):
     >>> w = LearnableWavelet("db2")
     >>> w.h0.shape
     torch.Size([4])
-    >>> float(w.constraint_residuals()["unit_norm"].abs()) < 1e-6
+    >>> float(w.constraint_residuals()["unit_norm"].detach().abs()) < 1e-6
     True
     """
 
@@ -208,7 +208,7 @@ class LearnableWavelet(nn.Module):
         Examples
         --------
         >>> r = LearnableWavelet("db4").constraint_residuals()
-        >>> max(float(v.abs().max()) for v in r.values()) < 1e-6
+        >>> max(float(v.detach().abs().max()) for v in r.values()) < 1e-6
         True
         """
         h = self.h0

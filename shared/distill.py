@@ -1,0 +1,622 @@
+"""Training a wavelet transform: the AWD distillation loop and a scikit-learn estimator.
+
+:func:`distill` trains the lowpass filter ``h0`` of a :class:`~shared.DWT1d` or
+:class:`~shared.DWT2d` on the AWD objective (:class:`~shared.losses.AWDLoss`). With a
+teacher and ``weights.l1_attr > 0`` the teacher's TRIM attributions in the wavelet domain
+are penalised (adaptive wavelet distillation); without a teacher it learns a wavelet in
+which the data are sparse (Recoskie & Mann's sparse wavelet learning).
+
+The loop is mini-batch, seeded (the shuffle of epoch ``e`` depends only on the seed and
+``e``), optionally early-stopped on validation data, and checkpointed every epoch so an
+interrupted run resumes where it stopped and ends where an uninterrupted run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from sklearn.base import BaseEstimator, TransformerMixin
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from shared.attributions import trim_attributions
+from shared.losses import AWDLoss, PenaltyWeights, check_finite_terms, flatten_coeffs
+from shared.runs import atomic_write, write_json
+from shared.transform import DWT1d, DWT2d
+from shared.wavelet import LearnableWavelet
+
+__all__ = ["AWDTransformer", "DistillConfig", "coefficient_names", "distill"]
+
+logger = logging.getLogger(__name__)
+
+_CHECKPOINT = "checkpoint"
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Optimisation settings of :func:`distill` (also what a checkpoint must agree with)."""
+
+    epochs: int = 50
+    batch_size: int = 100
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    attr_method: str = "saliency"
+    patience: int | None = None
+    normalize: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
+
+
+# -- data ----------------------------------------------------------------------------------
+def _as_tensor(data) -> Tensor:
+    if isinstance(data, np.ndarray):
+        data = torch.from_numpy(np.ascontiguousarray(data))
+    if not isinstance(data, Tensor):
+        raise ValueError(f"expected a tensor, an array or a DataLoader, got {type(data).__name__}")
+    return data
+
+
+def _first(item) -> Tensor:
+    if isinstance(item, (list, tuple)):
+        return item[0]
+    if isinstance(item, dict):
+        return item["x"]
+    return item
+
+
+def _batches(data, batch_size: int, seed: int, epoch: int, shuffle: bool) -> Iterable[Tensor]:
+    if isinstance(data, (Tensor, np.ndarray)):
+        data = _as_tensor(data)
+        n = data.shape[0]
+        if shuffle:
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            order = torch.randperm(n, generator=gen)
+        else:
+            order = torch.arange(n)
+        for start in range(0, n, batch_size):
+            yield data[order[start : start + batch_size]]
+    else:
+        for item in data:
+            yield _first(item)
+
+
+def _to_float(x: Tensor, device) -> Tensor:
+    x = x.to(device)
+    return x if x.is_floating_point() else x.to(torch.get_default_dtype())
+
+
+def _n_samples(data) -> int | None:
+    if isinstance(data, (Tensor, np.ndarray)):
+        return int(data.shape[0])
+    try:
+        return len(data.dataset)  # DataLoader
+    except (AttributeError, TypeError):
+        return None
+
+
+def _transform_for(data, wavelet, levels: int, mode: str) -> DWT1d | DWT2d:
+    sample = _as_tensor(data) if isinstance(data, (Tensor, np.ndarray)) else None
+    ndim = sample.ndim if sample is not None else None
+    if ndim == 3:
+        return DWT1d(wavelet, levels=levels, mode=mode)
+    if ndim == 4:
+        return DWT2d(wavelet, levels=levels, mode=mode)
+    raise ValueError(
+        "cannot tell 1D from 2D data: pass `transform=DWT1d(...)` or `DWT2d(...)`, or data "
+        "shaped (N, C, L) or (N, C, H, W)"
+    )
+
+
+# -- teacher -------------------------------------------------------------------------------
+class _FrozenTeacher:
+    """Eval mode and no parameter gradients for the duration, restored afterwards."""
+
+    def __init__(self, teacher: nn.Module | None) -> None:
+        self.teacher = teacher
+        self.flags: list[bool] = []
+        self.was_training = False
+
+    def __enter__(self):
+        if self.teacher is None:
+            return self
+        self.was_training = self.teacher.training
+        if self.was_training:
+            warnings.warn(
+                "the teacher was in training mode; distilling it in eval mode", stacklevel=3
+            )
+            self.teacher.eval()
+        params = list(self.teacher.parameters())
+        self.flags = [p.requires_grad for p in params]
+        for p in params:
+            p.requires_grad_(False)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.teacher is None:
+            return
+        for p, flag in zip(self.teacher.parameters(), self.flags, strict=True):
+            p.requires_grad_(flag)
+
+
+# -- one step ------------------------------------------------------------------------------
+def _terms(
+    transform,
+    loss: AWDLoss,
+    x: Tensor,
+    teacher,
+    target,
+    method: str,
+    train: bool,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    coeffs = transform(x)
+    x_rec = transform.inverse(coeffs)
+    attributions = None
+    if teacher is not None and loss.weights.l1_attr > 0:
+        attributions = trim_attributions(
+            teacher, transform, x, method, target, create_graph=train, coeffs=coeffs
+        )
+    return loss(transform.wavelet.h0, x, x_rec, coeffs, attributions)
+
+
+def _evaluate(transform, loss, data, teacher, target, method, batch_size) -> dict[str, float]:
+    sums: dict[str, float] = {}
+    count = 0
+    grad_ctx = torch.enable_grad() if teacher is not None else torch.no_grad()
+    with grad_ctx:
+        for xb in _batches(data, batch_size, 0, 0, shuffle=False):
+            xb = _to_float(xb, transform.wavelet.h0.device)
+            total, terms = _terms(transform, loss, xb, teacher, target, method, train=False)
+            n = xb.shape[0]
+            count += n
+            for k, v in {"total": total, **terms}.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
+    if count == 0:
+        raise ValueError("the validation data are empty")
+    return {k: v / count for k, v in sums.items()}
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+def _save_checkpoint(directory: Path, state: dict[str, Any], tensors: dict[str, Tensor]) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write(directory / f"{_CHECKPOINT}.safetensors", lambda p: save_file(tensors, str(p)))
+    write_json(directory / f"{_CHECKPOINT}.json", state)
+
+
+def _load_checkpoint(directory: Path) -> tuple[dict[str, Any], dict[str, Tensor]] | None:
+    meta = directory / f"{_CHECKPOINT}.json"
+    blob = directory / f"{_CHECKPOINT}.safetensors"
+    if not meta.exists() or not blob.exists():
+        return None
+    try:
+        return json.loads(meta.read_text()), load_file(str(blob))
+    except Exception as err:  # any corruption is reported the same way
+        raise ValueError(f"{directory}: the checkpoint cannot be read ({err})") from None
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict]:
+    state = optimizer.state_dict()
+    tensors: dict[str, Tensor] = {}
+    plain: dict[str, dict[str, Any]] = {}
+    for idx, entry in state["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, Tensor):
+                tensors[f"optim.{idx}.{key}"] = value.reshape(-1) if value.ndim == 0 else value
+                plain.setdefault(str(idx), {})[key] = {"tensor": True, "scalar": value.ndim == 0}
+            else:
+                plain.setdefault(str(idx), {})[key] = {"value": value}
+    return tensors, {"state": plain, "param_groups": state["param_groups"]}
+
+
+def _restore_optimizer(optimizer, tensors: dict[str, Tensor], saved: dict) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for idx, entry in saved["state"].items():
+        restored = {}
+        for key, spec in entry.items():
+            if spec.get("tensor"):
+                value = tensors[f"optim.{idx}.{key}"]
+                restored[key] = value.reshape(()) if spec["scalar"] else value
+            else:
+                restored[key] = spec["value"]
+        state[int(idx)] = restored
+    optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+
+
+def _fingerprint(config: DistillConfig, weights: PenaltyWeights, transform, target) -> dict:
+    return {
+        "config": asdict(config) | {"epochs": None},
+        "weights": weights.to_dict(),
+        "kind": type(transform).__name__,
+        "levels": transform.levels,
+        "mode": transform.mode,
+        "filter_length": len(transform.wavelet),
+        "target": target if isinstance(target, (int, list)) else str(target),
+    }
+
+
+# -- the loop ---------------------------------------------------------------------------------
+def distill(
+    data,
+    *,
+    transform: DWT1d | DWT2d | None = None,
+    wavelet: str | Sequence[float] | LearnableWavelet = "db5",
+    levels: int = 4,
+    mode: str = "zero",
+    teacher: nn.Module | None = None,
+    weights: PenaltyWeights | None = None,
+    target=0,
+    config: DistillConfig | None = None,
+    val_data=None,
+    device: str | torch.device = "cpu",
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+) -> tuple[DWT1d | DWT2d, list[dict[str, float]]]:
+    """Train a wavelet transform on the AWD objective.
+
+    Parameters
+    ----------
+    data : Tensor, ndarray or DataLoader
+        Training inputs ``(N, C, L)`` or ``(N, C, H, W)``; a DataLoader may yield tensors
+        or ``(x, ...)`` tuples (then its own shuffling applies).
+    transform : DWT1d or DWT2d, optional
+        The transform to train (trained in place). Default: built from ``wavelet``,
+        ``levels`` and ``mode`` with the dimension of ``data``.
+    wavelet, levels, mode
+        Used when ``transform`` is not given (paper: db5, 4, "zero").
+    teacher : nn.Module, optional
+        The frozen model whose attributions are penalised. Without it (or with
+        ``weights.l1_attr == 0``) no attributions are computed.
+    weights : PenaltyWeights, optional
+        Term weights; default all constraints 1, lambda = gamma = 0.
+    target : int, list of int or Tensor
+        Teacher output(s) to attribute (see :func:`~shared.attributions.trim_attributions`).
+    config : DistillConfig, optional
+        Epochs, batch size, learning rate, optimizer, attribution method, early-stopping
+        patience, normalisation and seed.
+    val_data : optional
+        Validation inputs; their total loss drives early stopping (else the training loss).
+    device : str or torch.device
+        Where to train; the transform is moved there.
+    checkpoint_dir : path, optional
+        Folder for a checkpoint written after every epoch.
+    resume : bool, default False
+        Continue from the checkpoint in ``checkpoint_dir`` if one exists.
+    progress : bool, optional
+        Show a progress bar; default only on a terminal.
+
+    Returns
+    -------
+    transform : DWT1d or DWT2d
+        The trained transform (the best epoch's filter under early stopping).
+    history : list of dict
+        Per epoch: ``epoch``, ``seconds``, ``train_<term>`` and ``val_<term>`` for
+        ``total`` and every unweighted term.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from shared import DistillConfig, PenaltyWeights
+    >>> x = torch.randn(64, 1, 32)
+    >>> dwt, history = distill(x, wavelet="db2", levels=2, weights=PenaltyWeights(l1_coeffs=0.1),
+    ...                        config=DistillConfig(epochs=2, batch_size=32), progress=False)
+    >>> len(history), sorted(history[0])[:3]
+    (2, ['epoch', 'seconds', 'train_cmf'])
+    """
+    config = config or DistillConfig()
+    weights = weights or PenaltyWeights()
+    n = _n_samples(data)
+    if n == 0:
+        raise ValueError("the training data are empty")
+    if transform is None:
+        transform = _transform_for(data, wavelet, levels, mode)
+    if weights.l1_attr > 0 and teacher is None:
+        raise ValueError("weights.l1_attr > 0 needs a teacher")
+    torch.manual_seed(config.seed)
+    device = torch.device(device)
+    transform.to(device)
+    if teacher is not None:
+        teacher.to(device)
+    loss = AWDLoss(weights, normalize=config.normalize)
+    params = list(transform.parameters())
+    if config.optimizer == "adam":
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=config.lr)
+    else:
+        optimizer = torch.optim.SGD(params, lr=config.lr)
+    fingerprint = _fingerprint(config, weights, transform, target)
+
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    best = {"value": math.inf, "epoch": -1, "h0": transform.wavelet.h0.detach().clone()}
+    bad_epochs = 0
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if ckpt_dir is not None and resume:
+        loaded = _load_checkpoint(ckpt_dir)
+        if loaded is not None:
+            state, tensors = loaded
+            if state["fingerprint"] != json.loads(json.dumps(fingerprint)):
+                raise ValueError(
+                    f"{ckpt_dir}: the checkpoint was made with other settings "
+                    f"({state['fingerprint']}), not {fingerprint}"
+                )
+            with torch.no_grad():
+                transform.wavelet.h0.copy_(tensors["h0"].to(device))
+            _restore_optimizer(optimizer, tensors, state["optimizer"])
+            history = state["history"]
+            start_epoch = state["epoch"] + 1
+            best = {"value": state["best_value"], "epoch": state["best_epoch"]}
+            best["h0"] = tensors["best_h0"].to(device)
+            bad_epochs = state["bad_epochs"]
+            logger.info("resuming from %s at epoch %d", ckpt_dir, start_epoch)
+
+    bar = tqdm(
+        range(start_epoch, config.epochs),
+        desc="distill",
+        disable=None if progress is None else not progress,
+        initial=start_epoch,
+        total=config.epochs,
+    )
+    already_stopped = config.patience is not None and bad_epochs >= config.patience
+    with _FrozenTeacher(teacher):
+        for epoch in [] if already_stopped else bar:
+            tic = time.perf_counter()
+            sums: dict[str, float] = {}
+            seen = 0
+            for i, xb in enumerate(_batches(data, config.batch_size, config.seed, epoch, True)):
+                xb = _to_float(xb, device)
+                optimizer.zero_grad(set_to_none=True)
+                total, terms = _terms(
+                    transform, loss, xb, teacher, target, config.attr_method, train=True
+                )
+                check_finite_terms({"total": total, **terms}, f"at epoch {epoch}, batch {i}")
+                total.backward()
+                optimizer.step()
+                seen += xb.shape[0]
+                for k, v in {"total": total, **terms}.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach()) * xb.shape[0]
+            if seen == 0:
+                raise ValueError("the training data are empty")
+            record: dict[str, float] = {"epoch": epoch}
+            record.update({f"train_{k}": v / seen for k, v in sums.items()})
+            if val_data is not None:
+                val = _evaluate(
+                    transform,
+                    loss,
+                    val_data,
+                    teacher,
+                    target,
+                    config.attr_method,
+                    config.batch_size,
+                )
+                record.update({f"val_{k}": v for k, v in val.items()})
+            record["seconds"] = time.perf_counter() - tic
+            history.append(record)
+            monitored = record["val_total"] if val_data is not None else record["train_total"]
+            if monitored < best["value"]:
+                best = {
+                    "value": monitored,
+                    "epoch": epoch,
+                    "h0": transform.wavelet.h0.detach().clone(),
+                }
+                bad_epochs = 0
+            else:
+                bad_epochs += 1
+            logger.info(
+                "epoch %d: train %.6g%s",
+                epoch,
+                record["train_total"],
+                f", val {record['val_total']:.6g}" if val_data is not None else "",
+            )
+            bar.set_postfix(loss=f"{monitored:.4g}")
+            if ckpt_dir is not None:
+                opt_tensors, opt_state = _optimizer_tensors(optimizer)
+                _save_checkpoint(
+                    ckpt_dir,
+                    {
+                        "epoch": epoch,
+                        "history": history,
+                        "best_value": best["value"],
+                        "best_epoch": best["epoch"],
+                        "bad_epochs": bad_epochs,
+                        "optimizer": opt_state,
+                        "fingerprint": fingerprint,
+                    },
+                    {"h0": transform.wavelet.h0, "best_h0": best["h0"], **opt_tensors},
+                )
+            if config.patience is not None and bad_epochs >= config.patience:
+                logger.info("early stop at epoch %d (best %d)", epoch, best["epoch"])
+                break
+    if config.patience is not None and best["epoch"] >= 0:
+        with torch.no_grad():
+            transform.wavelet.h0.copy_(best["h0"])
+    return transform, history
+
+
+# -- coefficient features ----------------------------------------------------------------
+def coefficient_names(coeffs: Sequence) -> list[str]:
+    """Feature names of flattened coefficients: band, level and position.
+
+    1D: ``cA4_0``, ``cD4_3``, ... ; 2D: ``cH2_3_5`` (band, level, row, column). With more
+    than one channel the channel comes first (``ch1_cD1_7``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from shared import DWT1d
+    >>> names = coefficient_names(DWT1d("haar", levels=2)(torch.zeros(1, 1, 8)))
+    >>> names[:3], names[-1]
+    (['cA2_0', 'cA2_1', 'cD2_0'], 'cD1_3')
+    """
+    levels = len(coeffs) - 1
+    entries: list[tuple[str, Tensor]] = [(f"cA{levels}", coeffs[0])]
+    for i, band in enumerate(coeffs[1:]):
+        level = levels - i
+        if isinstance(band, (tuple, list)):
+            entries.extend((f"c{b}{level}", t) for b, t in zip("HVD", band, strict=True))
+        else:
+            entries.append((f"cD{level}", band))
+    names = []
+    for name, tensor in entries:
+        channels, *spatial = tensor.shape[1:]
+        for ch in range(channels):
+            prefix = f"ch{ch}_" if channels > 1 else ""
+            for pos in np.ndindex(*spatial):
+                names.append(f"{prefix}{name}_" + "_".join(str(p) for p in pos))
+    return names
+
+
+def _flat_features(coeffs: Sequence) -> Tensor:
+    return torch.cat([c.reshape(c.shape[0], -1) for c in flatten_coeffs(coeffs)], dim=1)
+
+
+class AWDTransformer(TransformerMixin, BaseEstimator):
+    """scikit-learn estimator around :func:`distill`: fit a wavelet, transform to coefficients.
+
+    Parameters
+    ----------
+    teacher : nn.Module, optional
+        Frozen teacher whose attributions are penalised (AWD); ``None`` learns a sparse
+        wavelet without one.
+    wavelet, levels, mode
+        Initial wavelet and transform settings.
+    weights : PenaltyWeights, optional
+        Term weights (lambda is ``l1_coeffs``, gamma is ``l1_attr``).
+    target : int or list of int
+        Teacher output(s) to attribute.
+    attr_method, epochs, batch_size, lr, patience, normalize
+        See :class:`DistillConfig`.
+    ndim : {1, 2}, optional
+        Dimension of the samples; by default 2D inputs ``(n, L)`` and 3D ``(n, C, L)`` are
+        1D signals and 4D ``(n, C, H, W)`` images.
+    random_state : int
+        Seed.
+    device : str
+        Training device.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from shared import AWDTransformer
+    >>> est = AWDTransformer(wavelet="db2", levels=2, epochs=1, batch_size=16)
+    >>> features = est.fit_transform(np.random.default_rng(0).standard_normal((32, 16)))
+    >>> features.shape[1] == len(est.get_feature_names_out())
+    True
+    """
+
+    def __init__(
+        self,
+        teacher: nn.Module | None = None,
+        wavelet: str = "db5",
+        levels: int = 4,
+        mode: str = "zero",
+        weights: PenaltyWeights | None = None,
+        target: int | list[int] = 0,
+        attr_method: str = "saliency",
+        epochs: int = 50,
+        batch_size: int = 100,
+        lr: float = 1e-3,
+        patience: int | None = None,
+        normalize: bool = False,
+        ndim: int | None = None,
+        random_state: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        self.teacher = teacher
+        self.wavelet = wavelet
+        self.levels = levels
+        self.mode = mode
+        self.weights = weights
+        self.target = target
+        self.attr_method = attr_method
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.patience = patience
+        self.normalize = normalize
+        self.ndim = ndim
+        self.random_state = random_state
+        self.device = device
+
+    def _as_input(self, X) -> Tensor:
+        x = _as_tensor(np.asarray(X) if not isinstance(X, Tensor) else X)
+        x = x.to(torch.get_default_dtype())
+        ndim = self.ndim if self.ndim is not None else (2 if x.ndim == 4 else 1)
+        if ndim == 1:
+            if x.ndim == 2:
+                x = x[:, None, :]
+            if x.ndim != 3:
+                raise ValueError(f"1D samples must be (n, L) or (n, C, L), got {tuple(x.shape)}")
+        else:
+            if x.ndim == 3:
+                x = x[:, None]
+            if x.ndim != 4:
+                raise ValueError(
+                    f"2D samples must be (n, H, W) or (n, C, H, W), got {tuple(x.shape)}"
+                )
+        return x
+
+    def fit(self, X, y=None) -> AWDTransformer:
+        """Distil a wavelet on ``X`` (``y`` is ignored; the teacher supplies the targets)."""
+        x = self._as_input(X)
+        cls = DWT1d if x.ndim == 3 else DWT2d
+        transform = cls(LearnableWavelet(self.wavelet), levels=self.levels, mode=self.mode)
+        config = DistillConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            attr_method=self.attr_method,
+            patience=self.patience,
+            normalize=self.normalize,
+            seed=self.random_state,
+        )
+        self.transform_, self.history_ = distill(
+            x,
+            transform=transform,
+            teacher=self.teacher,
+            weights=self.weights,
+            target=self.target,
+            config=config,
+            device=self.device,
+            progress=False,
+        )
+        with torch.no_grad():
+            self.feature_names_ = np.asarray(
+                coefficient_names(self.transform_(x[:1].to(self.device)))
+            )
+        self.n_features_in_ = int(np.prod(x.shape[1:]))
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """Flattened wavelet coefficients, ``(n_samples, n_features)``, pywt order."""
+        if not hasattr(self, "transform_"):
+            raise ValueError("this AWDTransformer is not fitted yet; call fit first")
+        x = self._as_input(X).to(self.device)
+        with torch.no_grad():
+            return _flat_features(self.transform_(x)).cpu().numpy()
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Names saying band, level and position of each output feature."""
+        if not hasattr(self, "feature_names_"):
+            raise ValueError("this AWDTransformer is not fitted yet; call fit first")
+        return self.feature_names_

@@ -1,0 +1,264 @@
+"""Results as data: atomic writes, trained transforms on disk, run directories.
+
+A trained transform is two files side by side: ``NAME.safetensors`` (the filter taps) and
+``NAME.json`` (what the taps mean: init wavelet, levels, mode, dimension, penalty weights,
+training history, seed, package versions). Every file is written to a temporary file in
+the same folder and renamed, so an interrupted run never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from shared.transform import DWT1d, DWT2d
+from shared.wavelet import LearnableWavelet
+
+__all__ = [
+    "FORMAT_VERSION",
+    "atomic_write",
+    "environment_info",
+    "load_transform",
+    "save_transform",
+    "write_json",
+]
+
+#: Version of the on-disk format of saved transforms; bumped on incompatible changes.
+FORMAT_VERSION = 1
+
+
+def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
+    """Write ``path`` through ``writer(tmp_path)`` and rename it into place.
+
+    The temporary file lives in the target folder, so the final rename is atomic; on any
+    error it is removed and the target is untouched.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+    >>> _ = atomic_write(target, lambda p: p.write_text("hi"))
+    >>> target.read_text()
+    'hi'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        writer(tmp_path)
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(asdict(value))
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, torch.Tensor):
+        return _jsonable(value.detach().cpu().tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    return value
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Atomically write ``data`` (dataclasses, tensors and numpy values allowed) as JSON.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, json
+    >>> p = write_json(pathlib.Path(tempfile.mkdtemp()) / "m.json", {"rmse": np.float64(0.5)})
+    >>> json.loads(p.read_text())
+    {'rmse': 0.5}
+    """
+    text = json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n"
+    return atomic_write(path, lambda p: p.write_text(text))
+
+
+def _git_sha() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment_info(seed: int | None = None) -> dict[str, Any]:
+    """Versions, device and seed: the ``env.json`` of a run directory."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for pkg in ("awd", "torch", "numpy", "PyWavelets", "scipy", "scikit-learn", "safetensors"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "cuda_available": torch.cuda.is_available(),
+        "device_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "git_sha": _git_sha(),
+        "seed": seed,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    path = Path(path)
+    base = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+    return base.with_suffix(".safetensors"), base.with_suffix(".json")
+
+
+def save_transform(
+    transform: DWT1d | DWT2d,
+    path: str | os.PathLike,
+    *,
+    weights: Any = None,
+    history: Any = None,
+    seed: int | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Save a (trained) wavelet transform as safetensors plus JSON metadata.
+
+    Parameters
+    ----------
+    transform : DWT1d or DWT2d
+        The transform.
+    path : path
+        ``NAME``, ``NAME.safetensors`` or ``NAME.json``; both files are written.
+    weights : PenaltyWeights, optional
+        The penalty weights it was trained with.
+    history : list of dict, optional
+        Per-epoch loss terms.
+    seed : int, optional
+        The training seed.
+    extra : mapping, optional
+        More JSON-able metadata (e.g. ``warm_start_from``).
+
+    Returns
+    -------
+    Path
+        The safetensors file.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from shared import DWT1d
+    >>> p = save_transform(DWT1d("db5", 4), pathlib.Path(tempfile.mkdtemp()) / "w")
+    >>> load_transform(p).levels
+    4
+    """
+    tensors_path, meta_path = _paths(path)
+    h0 = transform.wavelet.h0.detach().cpu().contiguous()
+    meta = {
+        "format": "awd-transform",
+        "format_version": FORMAT_VERSION,
+        "kind": type(transform).__name__,
+        "ndim": transform.ndim,
+        "levels": transform.levels,
+        "mode": transform.mode,
+        "filter_length": int(h0.shape[0]),
+        "dtype": str(h0.dtype).removeprefix("torch."),
+        "init": transform.wavelet.init_name,
+        "weights": weights,
+        "history": history,
+        "seed": seed,
+        "environment": environment_info(seed),
+        "extra": dict(extra or {}),
+    }
+    file_meta = {"format": "awd-transform", "format_version": str(FORMAT_VERSION)}
+    atomic_write(tensors_path, lambda p: save_file({"h0": h0}, str(p), metadata=file_meta))
+    write_json(meta_path, meta)
+    return tensors_path
+
+
+def read_transform_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON metadata of a saved transform (see :func:`save_transform`)."""
+    _, meta_path = _paths(path)
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{meta_path}: metadata file of the saved transform is missing")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{meta_path}: not valid JSON ({err})") from None
+    if meta.get("format") != "awd-transform":
+        raise ValueError(f"{meta_path}: not a saved awd transform (format={meta.get('format')!r})")
+    return meta
+
+
+def load_transform(path: str | os.PathLike) -> DWT1d | DWT2d:
+    """Load a transform saved by :func:`save_transform` (on CPU; move it with ``.to``).
+
+    Raises
+    ------
+    FileNotFoundError
+        A file is missing.
+    ValueError
+        A file is truncated or corrupt, of another format version, or the taps do not
+        match the metadata; the message names the file and what does not match.
+    """
+    tensors_path, meta_path = _paths(path)
+    meta = read_transform_metadata(meta_path)
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{meta_path}: format version {meta.get('format_version')} is not supported "
+            f"(this awd reads version {FORMAT_VERSION})"
+        )
+    if not tensors_path.exists():
+        raise FileNotFoundError(f"{tensors_path}: filter file of the saved transform is missing")
+    try:
+        tensors = load_file(str(tensors_path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{tensors_path}: cannot read the filter file ({err})") from None
+    if set(tensors) != {"h0"}:
+        raise ValueError(f"{tensors_path}: expected one tensor 'h0', found {sorted(tensors)}")
+    h0 = tensors["h0"]
+    if h0.ndim != 1 or h0.shape[0] != meta["filter_length"]:
+        raise ValueError(
+            f"{tensors_path}: h0 has shape {tuple(h0.shape)} but the metadata says length "
+            f"{meta['filter_length']}"
+        )
+    kinds = {"DWT1d": DWT1d, "DWT2d": DWT2d}
+    if meta.get("kind") not in kinds:
+        raise ValueError(f"{meta_path}: unknown transform kind {meta.get('kind')!r}")
+    wavelet = LearnableWavelet(h0, dtype=h0.dtype)
+    wavelet.init_name = meta.get("init")
+    return kinds[meta["kind"]](wavelet, levels=meta["levels"], mode=meta["mode"])
