@@ -43,6 +43,7 @@ __all__ = [
     "score_tracking",
     "simulate_cells",
     "simulate_pits",
+    "truth_aux_positive",
     "write_movie",
 ]
 
