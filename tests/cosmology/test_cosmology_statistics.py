@@ -101,7 +101,9 @@ def test_power_spectrum_matches_lenstools():
         # Beyond the 1% the issue asks: same binning, same normalisation.
         np.testing.assert_allclose(ours[i].numpy(), ps_lt, rtol=1e-6, atol=0)
     _, ours32 = power_spectrum(torch.from_numpy(maps.astype(np.float32)), 3.5, edges)
-    np.testing.assert_allclose(ours32.numpy(), ours.numpy(), rtol=1e-3)
+    # float32 rounding sets a floor far below the signal (these maps are smoothed).
+    floor = 1e-6 * float(ours.max())
+    np.testing.assert_allclose(ours32.numpy(), ours.numpy(), rtol=1e-3, atol=floor)
 
 
 def test_power_spectrum_of_white_noise_and_theory_binning():
