@@ -54,6 +54,7 @@ __all__ = [
     "hotspot_flags",
     "lifetime_gates",
     "load_awd_table",
+    "load_tracks",
     "split_cells",
 ]
 
@@ -95,7 +96,10 @@ def check_tracks(df: pd.DataFrame, source: str = "tracks table") -> pd.DataFrame
             if arr.size == 0 or not np.all(np.isfinite(arr)):
                 bad[i] = True
     lens_ok = np.array(
-        [np.size(x) == np.size(y) == np.size(p) for x, y, p in zip(df["X"], df["Y"], df["pval_Ar_Y"])]
+        [
+            np.size(x) == np.size(y) == np.size(p)
+            for x, y, p in zip(df["X"], df["Y"], df["pval_Ar_Y"], strict=False)
+        ]
     )
     bad |= ~lens_ok
     if bad.all():
@@ -167,7 +171,9 @@ def add_outcomes(df: pd.DataFrame, p_thresh: float = P_THRESH) -> pd.DataFrame:
     out["y_conservative_thresh"] = out["Y_max"] > AUX_THRESH
     out["y_consec_thresh"] = out["y_consec_sig"] | out["y_conservative_thresh"]
     out["hotspots"] = [hotspot_flags(s) for s in sigs]
-    out["Y_sig_mean"] = [float(y[s].mean()) if s.any() else 0.0 for y, s in zip(ys, sigs)]
+    out["Y_sig_mean"] = [
+        float(y[s].mean()) if s.any() else 0.0 for y, s in zip(ys, sigs, strict=False)
+    ]
     return out
 
 
@@ -614,3 +620,45 @@ def read_dataset(path: str | Path) -> pd.DataFrame:
     if path.is_dir():
         path = path / "dataset.parquet"
     return load_awd_table(path)
+
+
+def load_tracks(paths: list[str | Path]) -> pd.DataFrame:
+    """Load tracks tables from parquet files, ``ProcessedTracks.mat`` files or folders.
+
+    A folder is searched for ``ProcessedTracks.mat`` files (the cmeAnalysis layout). One
+    unreadable input among several is skipped with a warning naming it; if none can be
+    read, ``ValueError`` lists them all.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from molecular_partner.tables import write_tracks_table
+    >>> p = write_tracks_table(pd.DataFrame({"cell": ["a"], "X": [np.ones(3)]}),
+    ...                        pathlib.Path(tempfile.mkdtemp()) / "t.parquet")
+    >>> len(load_tracks([p]))
+    1
+    """
+    from molecular_partner.matfile import read_processed_tracks
+
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(p.rglob("ProcessedTracks.mat")) + sorted(p.glob("*.parquet"))
+            if not found:
+                warnings.warn(f"{p}: no ProcessedTracks.mat or parquet file inside", stacklevel=2)
+            files.extend(found)
+        else:
+            files.append(p)
+    tables, errors = [], []
+    for f in files:
+        try:
+            df = read_processed_tracks(f) if f.suffix == ".mat" else read_tracks_table(f)
+        except ValueError as err:
+            errors.append(str(err))
+            continue
+        tables.append(df)
+    if not tables:
+        raise ValueError("no readable tracks: " + ("; ".join(errors) or "no input files"))
+    for e in errors:
+        warnings.warn(f"skipped: {e}", stacklevel=2)
+    return pd.concat(tables, ignore_index=True)

@@ -114,7 +114,7 @@ def fit_amplitudes(
     (True, True)
     """
     windows = np.asarray(windows, dtype=np.float64)
-    n, k, _ = windows.shape
+    _n, k, _ = windows.shape
     half = k // 2
     offs = np.arange(-half, half + 1, dtype=np.float64)
     gy = np.exp(-((offs[None, :] - dy[:, None]) ** 2) / (2.0 * sigma**2))

@@ -55,7 +55,10 @@ def _read_v5(path: Path) -> list[dict]:
 
     mat = loadmat(str(path), squeeze_me=False, struct_as_record=True)
     if "tracks" not in mat:
-        raise ValueError(f"{path}: no variable 'tracks' (found {sorted(k for k in mat if not k.startswith('__'))})")
+        raise ValueError(
+            f"{path}: no variable 'tracks' "
+            f"(found {sorted(k for k in mat if not k.startswith('__'))})"
+        )
     tracks = mat["tracks"]
     if tracks.dtype.names is None:
         raise ValueError(f"{path}: 'tracks' is not a struct array")
@@ -89,7 +92,10 @@ def _read_v73(path: Path) -> list[dict]:
         if not isinstance(grp, h5py.Group):
             raise ValueError(f"{path}: 'tracks' is not a struct array")
         fields = {k: _h5_read(f, grp[k]) for k in grp}
-    lengths = {k: (v.size if isinstance(v, np.ndarray) and v.dtype == object else None) for k, v in fields.items()}
+    lengths = {
+        k: (v.size if isinstance(v, np.ndarray) and v.dtype == object else None)
+        for k, v in fields.items()
+    }
     counts = {n for n in lengths.values() if n is not None}
     if not counts:
         return [fields]  # a 1x1 struct stores its fields directly
@@ -249,7 +255,11 @@ def write_processed_tracks(tracks: pd.DataFrame, path: str | Path) -> Path:
 
     path = Path(path)
     scalars = [c for c in ("catIdx", "lifetime_s", "start", "end", "visibility") if c in tracks]
-    per_ch = [f for f in ("c", "A_pstd", "pval_Ar", "sigma_r") if f"{f}_X" in tracks and f"{f}_Y" in tracks]
+    per_ch = [
+        f
+        for f in ("c", "A_pstd", "pval_Ar", "sigma_r")
+        if f"{f}_X" in tracks and f"{f}_Y" in tracks
+    ]
     plain = [c for c in ("t", "f", "gapVect") if c in tracks]
     names = ["A", *per_ch, *plain, *scalars]
     names += [c for c in ("x", "y") if c in tracks]
@@ -277,5 +287,7 @@ def write_processed_tracks(tracks: pd.DataFrame, path: str | Path) -> Path:
                 b[0, 0] = (a, np.vstack([np.full(a.shape[1], np.nan), p]))
                 vals[buf] = b
         arr[0, i] = tuple(vals[n] for n in names)
-    _atomic_write(path, lambda tmp: savemat(tmp, {"tracks": arr}, do_compression=True, appendmat=False))
+    _atomic_write(
+        path, lambda tmp: savemat(tmp, {"tracks": arr}, do_compression=True, appendmat=False)
+    )
     return path

@@ -127,7 +127,9 @@ class SimulationConfig:
         if min(self.shape) < 16:
             raise ValueError(f"shape must be at least 16x16 pixels, got {self.shape}")
         if not 0.0 <= self.productive_fraction <= 1.0:
-            raise ValueError(f"productive_fraction must be in [0, 1], got {self.productive_fraction}")
+            raise ValueError(
+                f"productive_fraction must be in [0, 1], got {self.productive_fraction}"
+            )
         if not 0.0 <= self.hotspot_fraction <= 1.0:
             raise ValueError(f"hotspot_fraction must be in [0, 1], got {self.hotspot_fraction}")
 
@@ -241,9 +243,7 @@ def _productive_event(
     return clath, aux, burst
 
 
-def _abortive_event(
-    n: int, peak: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+def _abortive_event(n: int, peak: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     t = np.arange(n, dtype=np.float64)
     a0 = rng.uniform(0.2, 0.45)
     if rng.random() < 0.25:
@@ -427,9 +427,7 @@ def simulate_pits(
 # --------------------------------------------------------------------------- rendering
 
 
-def _camera(
-    expected: np.ndarray, cfg: SimulationConfig, rng: np.random.Generator
-) -> np.ndarray:
+def _camera(expected: np.ndarray, cfg: SimulationConfig, rng: np.random.Generator) -> np.ndarray:
     photons = rng.poisson(np.clip(expected, 0.0, None) / cfg.gain).astype(np.float64)
     img = photons * cfg.gain + rng.normal(0.0, cfg.read_noise, size=expected.shape)
     return img
@@ -462,7 +460,9 @@ def render_movie(truth: GroundTruth, seed: int = 0) -> np.ndarray:
     frames = truth.frames()
     movie = np.empty((t_max, 2, h, w), dtype=np.uint16)
     expected = np.empty((t_max, h, w))
-    for ch, (col, sigma) in enumerate(zip(("A_clathrin", "A_auxilin"), cfg.psf_sigma_px)):
+    for ch, (col, sigma) in enumerate(
+        zip(("A_clathrin", "A_auxilin"), cfg.psf_sigma_px, strict=False)
+    ):
         expected[:] = cfg.background[ch]
         hw = window_half_width(sigma)
         offs = np.arange(-hw, hw + 1)
@@ -771,7 +771,7 @@ def score_tracking(
         xs = np.asarray(tr.x)
         ys = np.asarray(tr.y)
         matches = []
-        for f, x, y in zip(f0, xs, ys):
+        for f, x, y in zip(f0, xs, ys, strict=False):
             g = by_frame.get(int(f))
             if g is None:
                 matches.append(-1)

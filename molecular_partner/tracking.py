@@ -130,9 +130,7 @@ def _as_tcyx(data: np.ndarray, axes: str, path: Path) -> np.ndarray:
     raise ValueError(f"{path}: unsupported axes {axes!r}; expected TYX, TCYX or CTYX")
 
 
-def read_movie(
-    path: str | Path, aux_path: str | Path | None = None
-) -> tuple[np.ndarray, dict]:
+def read_movie(path: str | Path, aux_path: str | Path | None = None) -> tuple[np.ndarray, dict]:
     """Read a two-channel movie (one TCYX/CTYX file, or two TYX files) as float32 TCYX.
 
     Parameters
@@ -170,12 +168,15 @@ def read_movie(
     if aux_path is not None:
         aux_path = Path(aux_path)
         if movie.shape[1] != 1:
-            raise ValueError(f"{path}: has {movie.shape[1]} channels; with a separate auxilin file it must be TYX")
+            raise ValueError(
+                f"{path}: has {movie.shape[1]} channels; "
+                "with a separate auxilin file it must be TYX"
+            )
         adata, aaxes, _ = _read_tiff(aux_path)
         aux = _as_tcyx(adata, aaxes, aux_path)
         if aux.shape[1] != 1 or aux.shape[0] != movie.shape[0] or aux.shape[2:] != movie.shape[2:]:
             raise ValueError(
-                f"{aux_path}: shape {aux.shape[::1]} does not match the clathrin movie {movie.shape}"
+                f"{aux_path}: shape {aux.shape} does not match the clathrin movie {movie.shape}"
             )
         movie = np.concatenate([movie, aux], axis=1)
     if movie.shape[1] != 2:
@@ -359,10 +360,16 @@ def _assemble(
     # One batched fit per channel over every track frame and buffer frame.
     all_f = np.concatenate([np.concatenate([it[1], it[5], it[6]]) for it in items])
     all_y = np.concatenate(
-        [np.concatenate([it[2], np.full(it[5].size, it[2][0]), np.full(it[6].size, it[2][-1])]) for it in items]
+        [
+            np.concatenate([it[2], np.full(it[5].size, it[2][0]), np.full(it[6].size, it[2][-1])])
+            for it in items
+        ]
     )
     all_x = np.concatenate(
-        [np.concatenate([it[3], np.full(it[5].size, it[3][0]), np.full(it[6].size, it[3][-1])]) for it in items]
+        [
+            np.concatenate([it[3], np.full(it[5].size, it[3][0]), np.full(it[6].size, it[3][-1])])
+            for it in items
+        ]
     )
     fits = []
     for ch, sigma in enumerate(cfg.psf_sigma_px):
