@@ -75,7 +75,11 @@ def _h5_read(f, obj):
         return {k: _h5_read(f, obj[k]) for k in obj}
     data = obj[()]
     if obj.dtype == h5py.ref_dtype or (isinstance(data, np.ndarray) and data.dtype == object):
-        return np.array([_h5_read(f, f[r]) for r in np.ravel(data)], dtype=object)
+        refs = np.ravel(data)
+        out = np.empty(refs.size, dtype=object)
+        for i, r in enumerate(refs):
+            out[i] = _h5_read(f, f[r])
+        return out
     if obj.attrs.get("MATLAB_empty", 0):
         return np.zeros((0, 0))
     # MATLAB is column-major: h5py sees the transpose.

@@ -599,8 +599,9 @@ def ideal_tracks(truth: GroundTruth, cell: str = "cell1", seed: int = 0) -> pd.D
         fy = {k: v[sl] for k, v in fits[1].items()}
         ff = f[in_track]
         first, last = int(ff[0]), int(ff[-1])
-        cut = p.start < 0 or p.start + p.n_support > t_max
-        spans = p.start <= 0 and p.start + p.n_support >= t_max
+        # As a tracker sees it: present in the first or last frame means cut.
+        cut = first == 0 or last == t_max - 1
+        spans = first == 0 and last == t_max - 1
         cat = 4 if spans else (3 if cut else 1)
         rows.append(
             {
