@@ -7,24 +7,51 @@ from scipy.io import savemat
 
 from molecular_partner import read_processed_tracks
 
-FIELDS = ["t", "f", "x", "y", "A", "c", "A_pstd", "pval_Ar", "sigma_r", "gapVect",
-          "lifetime_s", "catIdx", "start", "end", "visibility", "startBuffer", "endBuffer"]
+FIELDS = [
+    "t",
+    "f",
+    "x",
+    "y",
+    "A",
+    "c",
+    "A_pstd",
+    "pval_Ar",
+    "sigma_r",
+    "gapVect",
+    "lifetime_s",
+    "catIdx",
+    "start",
+    "end",
+    "visibility",
+    "startBuffer",
+    "endBuffer",
+]
 
 
 def _tracks(rng):
     out = []
     for i, n in enumerate([4, 7]):
-        out.append({
-            "t": np.arange(n, dtype=float)[None], "f": np.arange(1, n + 1, dtype=float)[None],
-            "x": rng.random((2, n)), "y": rng.random((2, n)),
-            "A": rng.random((2, n)) * 1000, "c": rng.random((2, n)),
-            "A_pstd": rng.random((2, n)), "pval_Ar": rng.random((2, n)),
-            "sigma_r": rng.random((2, n)), "gapVect": np.zeros((1, n)),
-            "lifetime_s": float(n), "catIdx": float(i + 1), "start": 3.0, "end": 3.0 + n - 1,
-            "visibility": 1.0,
-            "startBuffer": {"A": rng.random((2, 5)), "pval_Ar": rng.random((2, 5))},
-            "endBuffer": {"A": rng.random((2, 5)), "pval_Ar": rng.random((2, 5))},
-        })
+        out.append(
+            {
+                "t": np.arange(n, dtype=float)[None],
+                "f": np.arange(1, n + 1, dtype=float)[None],
+                "x": rng.random((2, n)),
+                "y": rng.random((2, n)),
+                "A": rng.random((2, n)) * 1000,
+                "c": rng.random((2, n)),
+                "A_pstd": rng.random((2, n)),
+                "pval_Ar": rng.random((2, n)),
+                "sigma_r": rng.random((2, n)),
+                "gapVect": np.zeros((1, n)),
+                "lifetime_s": float(n),
+                "catIdx": float(i + 1),
+                "start": 3.0,
+                "end": 3.0 + n - 1,
+                "visibility": 1.0,
+                "startBuffer": {"A": rng.random((2, 5)), "pval_Ar": rng.random((2, 5))},
+                "endBuffer": {"A": rng.random((2, 5)), "pval_Ar": rng.random((2, 5))},
+            }
+        )
     return out
 
 
@@ -115,7 +142,7 @@ def test_missing_required_field(tmp_path):
 def test_not_a_mat_file(tmp_path):
     path = tmp_path / "ProcessedTracks.mat"
     path.write_bytes(b"hello")
-    with pytest.raises(ValueError, match="ProcessedTracks.mat"):
+    with pytest.raises(ValueError, match=r"ProcessedTracks\.mat"):
         read_processed_tracks(path)
 
 
