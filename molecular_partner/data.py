@@ -8,8 +8,8 @@ AWD) step by step:
    consecutive frames), ``y_conservative_thresh`` (``Y_max > 973``), their union
    ``y_consec_thresh``; ``Y_sig_mean`` (mean auxilin amplitude over significant frames,
    0 if none);
-3. hotspots: at least 5 significant frames whose runs of consecutive significant frames
-   are more than 2 apart (repeated events at one site); excluded;
+3. hotspots (repeated events at one site, the reference's rule, see
+   :func:`hotspot_flags`); excluded;
 4. lifetime gates with 95% purity fitted on training cells only (``thresh_short``: the
    largest lifetime whose shorter tracks are >= 95% aux-; ``thresh_long``: the smallest
    lifetime whose longer tracks are >= 95% aux+); gated tracks dropped (optional: the
@@ -125,14 +125,17 @@ def _consecutive(sig: np.ndarray) -> bool:
 def hotspot_flags(sig: np.ndarray) -> bool:
     """The reference's hotspot rule for one track's significance mask.
 
-    At least 5 significant frames, and among the positions of consecutive significant
-    pairs two that are more than 2 apart (two separate events).
+    At least 5 significant frames; among the gaps between successive significant
+    frames, the consecutive pairs (gap 1) must lie more than 2 gaps apart. Literally,
+    two runs of consecutive significant frames with isolated significant frames between
+    them (repeated events at one site); two runs separated only by non-significant
+    frames do not count, which is how the reference code behaves.
 
     Examples
     --------
-    >>> hotspot_flags(np.array([1, 1, 0, 0, 0, 0, 1, 1, 1], bool))
+    >>> hotspot_flags(np.array([1, 1, 0, 1, 0, 1, 0, 1, 1], bool))
     True
-    >>> hotspot_flags(np.array([1, 1, 1, 1, 1, 0, 0], bool))
+    >>> hotspot_flags(np.array([1, 1, 1, 0, 0, 0, 1, 1, 1], bool))
     False
     """
     idx = np.flatnonzero(sig)
