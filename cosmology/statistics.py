@@ -79,7 +79,10 @@ def _bin_index(ell: np.ndarray, l_edges: np.ndarray) -> np.ndarray:
 
 
 def power_spectrum(
-    maps: Tensor | np.ndarray, side_angle_deg: float, l_edges: Sequence[float] | np.ndarray
+    maps: Tensor | np.ndarray,
+    side_angle_deg: float,
+    l_edges: Sequence[float] | np.ndarray,
+    chunk_size: int = 64,
 ) -> tuple[np.ndarray, Tensor]:
     """Binned angular power spectrum of a batch of maps.
 
@@ -91,6 +94,8 @@ def power_spectrum(
         Side angle in degrees.
     l_edges
         Multipole bin edges (increasing).
+    chunk_size
+        Maps per FFT batch (bounds memory).
 
     Returns
     -------
@@ -110,14 +115,21 @@ def power_spectrum(
     edges = np.asarray(l_edges, dtype=np.float64)
     idx = torch.as_tensor(_bin_index(ell_grid(n, side_angle_deg), edges).ravel())
     n_bins = edges.size - 1
-    hits = torch.bincount(idx[idx >= 0], minlength=n_bins).to(x.dtype)
-    ft = torch.fft.rfft2(x)
-    power = (ft.real**2 + ft.imag**2).reshape(*x.shape[:-2], -1)
     keep = idx >= 0
-    sums = torch.zeros(*x.shape[:-2], n_bins, dtype=x.dtype, device=x.device)
-    sums.index_add_(-1, idx[keep].to(x.device), power[..., keep.to(x.device)])
+    hits = torch.bincount(idx[keep], minlength=n_bins).to(x.dtype)
+    # Bin averaging as one matrix product with the (pixels x bins) membership matrix.
+    member = torch.zeros(idx.numel(), n_bins, dtype=x.dtype)
+    member[torch.arange(idx.numel())[keep], idx[keep]] = 1.0
     norm = (np.deg2rad(side_angle_deg) / n**2) ** 2
-    out = torch.where(hits > 0, sums * norm / hits.clamp(min=1), torch.zeros_like(sums))
+    weights = (member * norm / hits.clamp(min=1)).to(x.device)
+    lead = x.shape[:-2]
+    flat = x.reshape(-1, n, n)
+    out = torch.empty(flat.shape[0], n_bins, dtype=x.dtype, device=x.device)
+    for start in range(0, flat.shape[0], chunk_size):
+        ft = torch.fft.rfft2(flat[start : start + chunk_size])
+        power = (ft.real**2 + ft.imag**2).reshape(ft.shape[0], -1)
+        out[start : start + chunk_size] = power @ weights
+    out = out.reshape(*lead, n_bins)
     return 0.5 * (edges[:-1] + edges[1:]), out
 
 

@@ -110,3 +110,36 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 def test_bad_parameter_name(tmp_path):
     with pytest.raises(ValueError, match="FITS header key"):
         write_map(tmp_path / "b.fits", _map(4), 3.5, {"a very long name": 1.0})
+
+
+def test_cli_simulate_smoke(tmp_path):
+    from typer.testing import CliRunner
+
+    from cosmology.cli import app
+
+    (tmp_path / "design.csv").write_text("omega_m,sigma_8\n0.3,0.8\n0.25,0.9\n")
+    runner = CliRunner()
+    args = [
+        "simulate",
+        "--out",
+        str(tmp_path / "sim"),
+        "--design",
+        str(tmp_path / "design.csv"),
+        "--n-maps",
+        "2",
+        "--size",
+        "16",
+        "--noise",
+        "--smoothing",
+        "1.0",
+        "--seed",
+        "3",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "4 maps" in result.output
+    cat = cosmology.load_catalog(tmp_path / "sim")
+    assert sorted(cat.omega_m.unique()) == [0.25, 0.3]
+    bad = runner.invoke(app, ["simulate", "--out", str(tmp_path / "x"), "--design", "nope"])
+    assert bad.exit_code != 0
+    assert not (tmp_path / "x").exists()
