@@ -120,7 +120,11 @@ class TRIMModel(nn.Module):
             coeffs = leaves[0] if len(leaves) == 1 else list(leaves)
         x = self.transform.inverse(coeffs)
         if self.residual is not None:
-            x = x + self.residual
+            residual = self.residual
+            if x.shape[0] != residual.shape[0]:
+                # Integrated gradients stack the path points step-major: tile to match.
+                residual = residual.repeat(x.shape[0] // residual.shape[0], *[1] * (x.ndim - 1))
+            x = x + residual
         return self.teacher(x)
 
 
@@ -227,6 +231,7 @@ def trim_attributions(
     *,
     create_graph: bool = False,
     coeffs=None,
+    residual: Tensor | None = None,
     n_steps: int = 32,
     baseline: str | float = 0.0,
     internal_batch_size: int | None = None,
@@ -255,6 +260,9 @@ def trim_attributions(
         transform's parameters (training).
     coeffs : optional
         ``transform(x)`` when the caller already has it (saves a transform).
+    residual : Tensor, optional
+        The fixed residual ``x - W^-1(W x)``; computed when not given. A caller that
+        already reconstructed ``x`` passes ``(x - x_rec).detach()``.
     n_steps : int, default 32
         Integration points of integrated gradients.
     baseline : float or "mean", default 0.0
@@ -291,7 +299,8 @@ def trim_attributions(
     targets, several = _normalise_targets(target)
     if coeffs is None:
         coeffs = transform(x)
-    residual = residual_of(transform, x, coeffs)
+    if residual is None:
+        residual = residual_of(transform, x, coeffs)
     model = TRIMModel(teacher, transform, residual).set_structure(coeffs)
     leaves = _leaves(coeffs)
     if not create_graph or not all(leaf.requires_grad for leaf in leaves):

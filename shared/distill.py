@@ -175,7 +175,14 @@ def _terms(
     attributions = None
     if teacher is not None and loss.weights.l1_attr > 0:
         attributions = trim_attributions(
-            teacher, transform, x, method, target, create_graph=train, coeffs=coeffs
+            teacher,
+            transform,
+            x,
+            method,
+            target,
+            create_graph=train,
+            coeffs=coeffs,
+            residual=(x - x_rec).detach(),
         )
     return loss(transform.wavelet.h0, x, x_rec, coeffs, attributions)
 
@@ -389,7 +396,7 @@ def distill(
                 total, terms = _terms(
                     transform, loss, xb, teacher, target, config.attr_method, train=True
                 )
-                check_finite_terms({"total": total, **terms}, f"at epoch {epoch}, batch {i}")
+                check_finite_terms({**terms, "total": total}, f"at epoch {epoch}, batch {i}")
                 total.backward()
                 optimizer.step()
                 seen += xb.shape[0]

@@ -342,7 +342,7 @@ def check_finite_terms(terms: Mapping[str, Tensor], where: str) -> None:
     """Raise ``FloatingPointError`` naming the first non-finite term."""
     for name, value in terms.items():
         if not bool(torch.isfinite(value).all()):
-            raise FloatingPointError(f"the loss term {name!r} is {float(value)} {where}")
+            raise FloatingPointError(f"the loss term {name!r} is {float(value.detach())} {where}")
 
 
 def total_from_terms(terms: Mapping[str, float], weights: PenaltyWeights) -> float:
