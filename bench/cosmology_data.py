@@ -108,7 +108,10 @@ def main() -> None:
         "",
         f"Peak histograms use {len(thresholds) - 1} bins; the {N_TOTAL:,} maps are "
         f"{N_UNIQUE:,} distinct simulated maps tiled 10 times (the work per map is the same). "
-        "Timings are the best of repeated runs.",
+        "Timings are the best of repeated runs on an otherwise idle machine (torch's "
+        "multi-threaded kernels slow down sharply when other processes share the cores). "
+        "The simulation time covers drawing a map (random numbers, inverse FFT on the padded "
+        "grid, lognormal transform), not writing its FITS file.",
         "",
     ]
     OUT.parent.mkdir(parents=True, exist_ok=True)
