@@ -1,0 +1,310 @@
+"""Students: small predictors on features of the (learned) wavelet coefficients.
+
+* the paper's: the top 6 coefficient values (signed, descending) of each of the J+1
+  scales, 30 features for J=4, into ordinary least squares;
+* beyond: the top-k values *and their positions* per scale into xgboost; a logistic or
+  xgboost classifier for the binary outcome;
+* baselines: the same features of plain db5, hand features (lifetime, peak amplitude,
+  rise time) and the training mean.
+
+Feature extraction is written in torch so that the end-to-end prediction time (transform,
+features, predictor) can be measured against the teacher's forward pass on equal terms.
+The wavelet transform is linear, so its coefficients are ``x @ M`` with ``M`` the transform
+of the unit traces, computed once when the student is built.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.metrics import r2_score, roc_auc_score
+from sklearn.model_selection import GroupKFold
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import Tensor
+
+from shared import DWT1d
+
+__all__ = [
+    "HAND_FEATURES",
+    "LinearHead",
+    "TopCoefficients",
+    "band_names",
+    "grouped_cv_score",
+    "hand_features",
+    "make_linear",
+    "make_xgboost",
+]
+
+logger = logging.getLogger(__name__)
+
+HAND_FEATURES = ("lifetime_s", "peak_amplitude", "rise_time_s")
+
+
+def band_names(levels: int) -> list[str]:
+    """Names of the scales in pywt order.
+
+    Examples
+    --------
+    >>> band_names(4)
+    ['cA4', 'cD4', 'cD3', 'cD2', 'cD1']
+    """
+    return [f"cA{levels}"] + [f"cD{j}" for j in range(levels, 0, -1)]
+
+
+class TopCoefficients:
+    """Top-k coefficient values (optionally their positions) per scale of a 1D transform.
+
+    Parameters
+    ----------
+    transform : DWT1d
+        The wavelet transform (learned or not); it is not changed.
+    k : int, default 6
+        Values kept per scale (the paper's 6).
+    positions : bool, default False
+        Also return where each value sits in its band, as a fraction of the band length.
+    length : int, default 40
+        Trace length.
+
+    Examples
+    --------
+    >>> feats = TopCoefficients(DWT1d("db5", 4, "zero"), k=6)
+    >>> feats(np.zeros((3, 40))).shape, feats.feature_names[:2]
+    ((3, 30), ['cA4_top1', 'cA4_top2'])
+    """
+
+    def __init__(
+        self, transform: DWT1d, k: int = 6, positions: bool = False, length: int = 40
+    ) -> None:
+        with torch.no_grad():
+            eye = torch.eye(length, dtype=torch.float64)[:, None, :]
+            coeffs = _coefficients(transform, eye)
+        self.sizes = [int(c.shape[-1]) for c in coeffs]
+        self.matrix = torch.cat([c[:, 0, :] for c in coeffs], dim=1).to(torch.float32)
+        # The bands side by side, each padded to the longest with -inf, so that one topk
+        # call serves all scales (per-call overhead dominates at this size).
+        width = max(self.sizes)
+        padded = torch.zeros(length, len(self.sizes), width, dtype=torch.float32)
+        fill = torch.full((len(self.sizes), width), -torch.inf)
+        for j, band in enumerate(self.matrix.split(self.sizes, dim=1)):
+            padded[:, j, : band.shape[1]] = band
+            fill[j, : band.shape[1]] = 0.0
+        self._padded = padded.reshape(length, -1)
+        self._fill = fill.reshape(-1)
+        self._width = width
+        self._padded_np = self._padded.numpy()
+        self._fill_np = self._fill.numpy()
+        self._sizes_np = np.asarray(self.sizes, dtype=np.float32)[:, None]
+        if k > min(self.sizes):
+            raise ValueError(
+                f"top_k={k} is more than the shortest band holds ({min(self.sizes)} "
+                f"coefficients of {self.sizes})"
+            )
+        self.k = k
+        self.positions = positions
+        self.length = length
+        self.levels = len(coeffs) - 1
+        self.bands = band_names(self.levels)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names saying scale and rank (``cD2_top3``) or position (``cD2_pos3``)."""
+        names = [f"{b}_top{i + 1}" for b in self.bands for i in range(self.k)]
+        if self.positions:
+            names += [f"{b}_pos{i + 1}" for b in self.bands for i in range(self.k)]
+        return names
+
+    @property
+    def feature_bands(self) -> list[str]:
+        """The scale of every feature."""
+        return [n.split("_")[0] for n in self.feature_names]
+
+    def coefficients(self, x: Tensor) -> list[Tensor]:
+        """Coefficients ``[cA_J, cD_J, ..., cD_1]`` of traces ``(N, L)``."""
+        if x.shape[-1] != self.length:
+            raise ValueError(f"traces must have length {self.length}, got {x.shape[-1]}")
+        return list((x @ self.matrix).split(self.sizes, dim=1))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Features of traces ``(N, L)``, ``(N, n_features)``.
+
+        Plain numpy on purpose: at this size torch's per-call overhead and its CPU
+        ``topk`` cost more than the arithmetic, and this is the timed prediction path.
+        """
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[-1] != self.length:
+            raise ValueError(f"traces must be (N, {self.length}), got {x.shape}")
+        n, k = x.shape[0], self.k
+        bands = (x @ self._padded_np + self._fill_np).reshape(n, -1, self._width)
+        if not self.positions:
+            bands.sort(axis=-1)
+            return bands[..., : -k - 1 : -1].reshape(n, -1)
+        order = np.argsort(bands, axis=-1)[..., : -k - 1 : -1]
+        values = np.take_along_axis(bands, order, axis=-1).reshape(n, -1)
+        return np.concatenate([values, (order / self._sizes_np).reshape(n, -1)], axis=1)
+
+
+def _coefficients(transform: DWT1d, eye: Tensor) -> list[Tensor]:
+    h0 = transform.wavelet.h0.detach().to(torch.float64)
+    plain = DWT1d(h0, levels=transform.levels, mode=transform.mode)
+    return [c.to(torch.float64) for c in plain(eye.to(plain.wavelet.h0.dtype))]
+
+
+@dataclass
+class LinearHead:
+    """A fitted linear predictor as plain numbers: ``link(features @ weight + bias)``.
+
+    Built from scikit-learn's ``LinearRegression``, ``LogisticRegression`` or a
+    ``StandardScaler`` + ``LogisticRegression`` pipeline (the scaler is folded in).
+
+    Examples
+    --------
+    >>> X = np.arange(10.0)[:, None]; ols = LinearRegression().fit(X, 2 * X[:, 0] + 1)
+    >>> head = LinearHead.from_sklearn(ols)
+    >>> float(head.predict(np.array([[3.0]]))[0])
+    7.0
+    """
+
+    weight: np.ndarray
+    bias: float
+    link: str = "identity"
+
+    @classmethod
+    def from_sklearn(cls, model) -> LinearHead:
+        mean, scale = None, None
+        if isinstance(model, Pipeline):
+            scaler, model = model.steps[0][1], model.steps[-1][1]
+            mean, scale = scaler.mean_, scaler.scale_
+        w = np.asarray(model.coef_, dtype=np.float64).reshape(-1)
+        b = float(np.asarray(model.intercept_).reshape(-1)[0])
+        if mean is not None:
+            b -= float(np.sum(w * mean / scale))
+            w = w / scale
+        link = "logistic" if isinstance(model, LogisticRegression) else "identity"
+        return cls(w, b, link)
+
+    @property
+    def n_parameters(self) -> int:
+        """Weights plus the intercept."""
+        return int(self.weight.size + 1)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Predictions (probabilities for a logistic head)."""
+        out = features @ self.weight.astype(features.dtype) + self.bias
+        return 1.0 / (1.0 + np.exp(-out)) if self.link == "logistic" else out
+
+
+def make_linear(kind: str) -> LinearRegression | Pipeline:
+    """OLS for ``regression`` (the paper's), standardised logistic regression for ``binary``.
+
+    Examples
+    --------
+    >>> type(make_linear("regression")).__name__
+    'LinearRegression'
+    """
+    if kind == "regression":
+        return LinearRegression()
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+
+
+def make_xgboost(kind: str, n_estimators: int, max_depth: int, lr: float, seed: int):
+    """An xgboost regressor or classifier (single-threaded, seeded).
+
+    Examples
+    --------
+    >>> make_xgboost("binary", 10, 2, 0.1, 0).n_estimators
+    10
+    """
+    import xgboost as xgb
+
+    cls = xgb.XGBRegressor if kind == "regression" else xgb.XGBClassifier
+    return cls(
+        n_estimators=n_estimators,
+        max_depth=max_depth,
+        learning_rate=lr,
+        subsample=0.8,
+        colsample_bytree=0.8,
+        n_jobs=1,
+        random_state=seed,
+        tree_method="hist",
+    )
+
+
+def grouped_cv_score(
+    make_model: Callable[[], object],
+    features: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    kind: str,
+    folds: int = 5,
+) -> float:
+    """Mean R^2 (regression) or AUC (binary) over folds grouped by cell.
+
+    Folds never split a cell, so the score is what a new cell would see. Folds whose
+    held-out part has one class only (AUC undefined) are skipped.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0); X = rng.standard_normal((60, 2))
+    >>> y = X[:, 0] + 0.1 * rng.standard_normal(60); g = np.repeat(np.arange(6), 10)
+    >>> grouped_cv_score(LinearRegression, X, y, g, "regression") > 0.9
+    True
+    """
+    n_groups = len(np.unique(groups))
+    if n_groups < 2:
+        raise ValueError(
+            f"cross-validation grouped by cell needs at least 2 training cells, got {n_groups}"
+        )
+    scores = []
+    for train, test in GroupKFold(n_splits=min(folds, n_groups)).split(features, y, groups):
+        model = make_model()
+        model.fit(features[train], y[train])
+        if kind == "regression":
+            scores.append(r2_score(y[test], model.predict(features[test])))
+        elif len(np.unique(y[test])) == 2 and len(np.unique(y[train])) == 2:
+            scores.append(roc_auc_score(y[test], model.predict_proba(features[test])[:, 1]))
+    if not scores:
+        warnings.warn("no cross-validation fold had both classes; score is NaN", stacklevel=2)
+        return float("nan")
+    return float(np.mean(scores))
+
+
+def hand_features(table: pd.DataFrame) -> pd.DataFrame:
+    """Lifetime, peak clathrin amplitude and rise time (start to peak) of each track.
+
+    Needs the columns ``lifetime_s`` and ``X`` (the raw clathrin amplitudes).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"lifetime_s": [4.0], "X": [np.array([1.0, 5.0, 3.0, 0.0])]})
+    >>> hand_features(t).iloc[0].tolist()
+    [4.0, 5.0, 1.0]
+    """
+    missing = [c for c in ("lifetime_s", "X") if c not in table.columns]
+    if missing:
+        raise ValueError(f"hand features need the column(s) {missing} (raw tracks)")
+    peak, rise = [], []
+    for x, life in zip(table["X"], table["lifetime_s"], strict=True):
+        x = np.asarray(x, dtype=np.float64)
+        if x.size == 0 or not np.isfinite(x).any():
+            peak.append(np.nan)
+            rise.append(np.nan)
+            continue
+        i = int(np.nanargmax(x))
+        peak.append(float(x[i]))
+        rise.append(i * float(life) / len(x))  # frames -> seconds
+    return pd.DataFrame(
+        {
+            "lifetime_s": table["lifetime_s"].to_numpy(dtype=np.float64),
+            "peak_amplitude": peak,
+            "rise_time_s": rise,
+        },
+        index=table.index,
+    )

@@ -1,0 +1,356 @@
+"""The LSTM teacher: clathrin trace -> auxilin outcome.
+
+The architecture is the reference's ``LSTMNet(40, 20, 0)``: one LSTM layer (input 1,
+hidden 20) read once over the 40-point trace, its last hidden state into ``Linear(20, 1)``
+(1,861 parameters). Parameter names match the reference (``lstm.*``, ``fc.*``), so a
+reference checkpoint (a dict whose ``model_state_dict`` holds that state dict) loads as it
+is. Our own teachers are saved as safetensors plus a JSON description; reference files are
+read with ``torch.load(..., weights_only=True)``, which cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from molecular_partner.config import TeacherSettings
+from shared.runs import atomic_write, environment_info, write_json
+
+__all__ = [
+    "LSTMTeacher",
+    "load_teacher",
+    "n_parameters",
+    "predict",
+    "save_teacher",
+    "train_teacher",
+]
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "awd-mp-teacher"
+
+
+class LSTMTeacher(nn.Module):
+    """LSTM(1 -> hidden) over the trace, last hidden state -> Linear(hidden, 1).
+
+    Parameters
+    ----------
+    hidden : int, default 20
+        Hidden size (the reference's 20).
+    length : int, default 40
+        Trace length the teacher was trained on; other lengths are refused, because the
+        LSTM would run but its answers would mean nothing.
+    loss : {"mse", "bce"}
+        What the output is: a regression value (MSE) or a logit (BCE).
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = LSTMTeacher()
+    >>> model(torch.randn(5, 1, 40)).shape, n_parameters(model)
+    (torch.Size([5, 1]), 1861)
+    """
+
+    def __init__(self, hidden: int = 20, length: int = 40, loss: str = "mse") -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.length = length
+        self.loss = loss
+        self.lstm = nn.LSTM(input_size=1, hidden_size=hidden, num_layers=1, batch_first=True)
+        self.fc = nn.Linear(hidden, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Traces ``(N, 1, L)`` or ``(N, L)`` -> outputs ``(N, 1)``."""
+        if x.ndim == 3:
+            if x.shape[1] != 1:
+                raise ValueError(f"traces must have one channel, got shape {tuple(x.shape)}")
+            x = x[:, 0, :]
+        if x.ndim != 2:
+            raise ValueError(f"traces must be (N, 1, L) or (N, L), got {tuple(x.shape)}")
+        if x.shape[-1] != self.length:
+            raise ValueError(
+                f"the teacher expects traces of length {self.length}, got {x.shape[-1]}; "
+                "resample the traces (molecular_partner.data.downsample) or retrain"
+            )
+        _, (h, _) = self.lstm(x.unsqueeze(-1))
+        return self.fc(h[-1])
+
+    def describe(self) -> dict[str, Any]:
+        """Architecture as JSON-able settings."""
+        return {"hidden": self.hidden, "length": self.length, "loss": self.loss}
+
+
+def n_parameters(model: nn.Module) -> int:
+    """Number of parameters of a module.
+
+    Examples
+    --------
+    >>> n_parameters(torch.nn.Linear(20, 1))
+    21
+    """
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def _loss_fn(kind: str):
+    return nn.MSELoss() if kind == "mse" else nn.BCEWithLogitsLoss()
+
+
+@torch.no_grad()
+def predict(model: LSTMTeacher, x: np.ndarray | Tensor, batch_size: int = 4096) -> np.ndarray:
+    """Teacher outputs for traces (probabilities for a BCE teacher), shape ``(N,)``.
+
+    Examples
+    --------
+    >>> predict(LSTMTeacher(), np.zeros((3, 40), dtype=np.float32)).shape
+    (3,)
+    """
+    model.eval()
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    out = [model(x[i : i + batch_size])[:, 0] for i in range(0, x.shape[0], batch_size)]
+    y = torch.cat(out) if out else torch.zeros(0)
+    if model.loss == "bce":
+        y = torch.sigmoid(y)
+    return y.numpy().astype(np.float64)
+
+
+def train_teacher(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    settings: TeacherSettings | None = None,
+    *,
+    x_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    checkpoint_dir: str | Path | None = None,
+    progress: bool | None = None,
+) -> tuple[LSTMTeacher, list[dict[str, float]]]:
+    """Train the LSTM teacher with Adam and early stopping on the validation loss.
+
+    Parameters
+    ----------
+    x_train, y_train : ndarray
+        Traces ``(N, L)`` and outcomes ``(N,)`` (0/1 for ``loss="bce"``).
+    settings : TeacherSettings, optional
+        Architecture and optimisation (reference: hidden 20, MSE, Adam 1e-3, batch 100).
+    x_val, y_val : ndarray, optional
+        Validation data (held-out training cells); without them the training loss is
+        monitored.
+    checkpoint_dir : path, optional
+        The best model so far is written there (``checkpoint.safetensors``) every time it
+        improves.
+    progress : bool, optional
+        Progress bar; default only on a terminal.
+
+    Returns
+    -------
+    model : LSTMTeacher
+        The best epoch's weights.
+    history : list of dict
+        ``epoch``, ``train_loss``, ``val_loss``, ``seconds`` per epoch.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((64, 40)).astype(np.float32)
+    >>> model, hist = train_teacher(x, x[:, -1], TeacherSettings(epochs=2), progress=False)
+    >>> len(hist)
+    2
+    """
+    s = settings or TeacherSettings()
+    x_train = np.asarray(x_train, dtype=np.float32)
+    if x_train.ndim != 2 or x_train.shape[1] != s.length:
+        raise ValueError(
+            f"training traces must be (N, {s.length}), got {x_train.shape}; set "
+            "teacher.length to the trace length"
+        )
+    if len(x_train) == 0:
+        raise ValueError("no training traces")
+    y_train = np.asarray(y_train, dtype=np.float32)
+    if s.loss == "bce" and not np.isin(y_train, (0.0, 1.0)).all():
+        raise ValueError("a BCE teacher needs 0/1 outcomes (use loss='mse' for continuous)")
+    torch.manual_seed(s.seed)
+    model = LSTMTeacher(s.hidden, s.length, s.loss)
+    optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
+    loss_fn = _loss_fn(s.loss)
+    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    has_val = x_val is not None and y_val is not None and len(x_val) > 0
+    if has_val:
+        xv = torch.from_numpy(np.asarray(x_val, dtype=np.float32))
+        yv = torch.from_numpy(np.asarray(y_val, dtype=np.float32))
+    best = {"loss": math.inf, "epoch": -1, "state": None}
+    history: list[dict[str, float]] = []
+    gen = torch.Generator().manual_seed(s.seed)
+    bad = 0
+    ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    bar = tqdm(range(s.epochs), desc="teacher", disable=None if progress is None else not progress)
+    for epoch in bar:
+        tic = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(xt), generator=gen)
+        total = 0.0
+        for i in range(0, len(xt), s.batch_size):
+            idx = order[i : i + s.batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xt[idx])[:, 0], yt[idx])
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(idx)
+        model.eval()
+        record = {"epoch": epoch, "train_loss": total / len(xt)}
+        with torch.no_grad():
+            if has_val:
+                record["val_loss"] = float(loss_fn(model(xv)[:, 0], yv))
+        record["seconds"] = time.perf_counter() - tic
+        history.append(record)
+        monitored = record.get("val_loss", record["train_loss"])
+        if not math.isfinite(monitored):
+            raise ValueError(f"the teacher's loss is not finite at epoch {epoch}; lower the lr")
+        if monitored < best["loss"]:
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best = {"loss": monitored, "epoch": epoch, "state": state}
+            bad = 0
+            if ckpt is not None:
+                save_teacher(model, ckpt / "checkpoint", history=history, settings=s)
+        else:
+            bad += 1
+        bar.set_postfix(loss=f"{monitored:.4g}")
+        if bad >= s.patience:
+            logger.info("teacher: early stop at epoch %d (best %d)", epoch, best["epoch"])
+            break
+    model.load_state_dict(best["state"])
+    model.eval()
+    logger.info("teacher: best epoch %d, monitored loss %.4g", best["epoch"], best["loss"])
+    return model, history
+
+
+def save_teacher(
+    model: LSTMTeacher,
+    path: str | Path,
+    *,
+    history: list[dict] | None = None,
+    settings: TeacherSettings | None = None,
+) -> Path:
+    """Save a teacher as ``NAME.safetensors`` (weights) and ``NAME.json`` (architecture).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = save_teacher(LSTMTeacher(), pathlib.Path(tempfile.mkdtemp()) / "teacher")
+    >>> n_parameters(load_teacher(p))
+    1861
+    """
+    path = Path(path)
+    base = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    blob = base.with_suffix(".safetensors")
+    atomic_write(blob, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
+    meta = {
+        "format": FORMAT,
+        "architecture": model.describe(),
+        "n_parameters": n_parameters(model),
+        "settings": asdict(settings) if settings is not None else None,
+        "history": history,
+        "environment": environment_info(settings.seed if settings else None),
+    }
+    write_json(base.with_suffix(".json"), meta)
+    return blob
+
+
+def _reference_state(path: Path) -> dict[str, Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # any unreadable or unsafe file is reported the same way
+        raise ValueError(
+            f"{path}: cannot read the teacher file with torch.load(weights_only=True) ({err})"
+        ) from None
+    if isinstance(obj, dict) and "model_state_dict" in obj:
+        obj = obj["model_state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: not a state dict (nor a dict with 'model_state_dict')")
+    # A ReshapeModel wrapper prefixes the names with "model."
+    return {k.removeprefix("model."): v for k, v in obj.items()}
+
+
+def load_teacher(path: str | Path, length: int = 40, loss: str | None = None) -> LSTMTeacher:
+    """Load a teacher: ours (safetensors + JSON) or a reference checkpoint (.pkl/.pt/.pth).
+
+    Parameters
+    ----------
+    path : path
+        ``NAME.safetensors`` / ``NAME.json`` / ``NAME`` written by :func:`save_teacher`, or
+        a ``torch.save`` file holding the reference's ``LSTMNet(40, 20, 0)`` state dict
+        (directly or under ``model_state_dict``).
+    length : int
+        Trace length of a reference checkpoint (ours record theirs).
+    loss : {"mse", "bce"}, optional
+        What a reference checkpoint outputs (default ``mse``, the reference's).
+
+    Raises
+    ------
+    ValueError
+        The file is unreadable or holds another architecture; the message names the
+        file and the parameters that do not fit.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "ref.pkl"
+    >>> torch.save({"model_state_dict": LSTMTeacher().state_dict()}, p)
+    >>> load_teacher(p).hidden
+    20
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "teacher.safetensors"
+    if path.suffix in (".safetensors", ".json", ""):
+        base = path.with_suffix("") if path.suffix else path
+        meta_path, blob = base.with_suffix(".json"), base.with_suffix(".safetensors")
+        if not meta_path.exists() or not blob.exists():
+            raise FileNotFoundError(f"{base}: teacher needs {blob.name} and {meta_path.name}")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{meta_path}: not valid JSON ({err})") from None
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{meta_path}: not a saved molecular-partner teacher")
+        try:
+            state = load_file(str(blob))
+        except (SafetensorError, OSError) as err:
+            raise ValueError(f"{blob}: cannot read the teacher weights ({err})") from None
+        arch = meta["architecture"]
+        model = LSTMTeacher(int(arch["hidden"]), int(arch["length"]), str(arch["loss"]))
+        source = blob
+    else:
+        state = _reference_state(path)
+        hidden = state["lstm.weight_hh_l0"].shape[1] if "lstm.weight_hh_l0" in state else 20
+        model = LSTMTeacher(int(hidden), length, loss or "mse")
+        source = path
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = sorted(
+        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    )
+    if missing or extra or wrong:
+        raise ValueError(
+            f"{source}: not an LSTM(1 -> {model.hidden}) + Linear({model.hidden}, 1) teacher"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; unexpected {extra}" if extra else "")
+            + (f"; wrong shapes {wrong}" if wrong else "")
+        )
+    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
+    model.eval()
+    return model
