@@ -418,11 +418,14 @@ class DWT2d(_DWTBase):
         for j in range(self.levels):
             a_h = analysis_matrix(h0, rows[j], self.mode)
             a_w = a_h if rows[j] == cols[j] else analysis_matrix(h0, cols[j], self.mode)
-            # Rows first as one large GEMM, then columns as a batched product.
-            y = a_h @ (approx @ a_w.T)
             mh, mw = rows[j + 1], cols[j + 1]
-            details.append((y[:, mh:, :mw], y[:, :mh, mw:], y[:, mh:, mw:]))
-            approx = y[:, :mh, :mw]
+            lo_h, hi_h = a_h[:mh], a_h[mh:]
+            # One product per band keeps every output contiguous: slicing one big product
+            # instead costs zero-filled copies in every backward pass.
+            t_lo = approx @ a_w[:mw].T
+            t_hi = approx @ a_w[mw:].T
+            details.append((hi_h @ t_lo, lo_h @ t_hi, hi_h @ t_hi))
+            approx = lo_h @ t_lo
         self._sizes[tuple(details[0][0].shape[-2:])] = (height, width)
 
         def shaped(c: Tensor) -> Tensor:
@@ -487,8 +490,11 @@ class DWT2d(_DWTBase):
                     f"bands of shape {tuple(a.shape[-2:])} cannot come from an image of "
                     f"shape {(r, c)}"
                 )
-            y = torch.cat([torch.cat([a, cv], dim=-1), torch.cat([ch, cd], dim=-1)], dim=-2)
-            a = s_h.T @ (y @ s_w)
+            mh, mw = a.shape[-2:]
+            w_lo, w_hi = s_w[:mw], s_w[mw:]
+            upper = (a @ w_lo).add_(cv @ w_hi)
+            lower = (ch @ w_lo).add_(cd @ w_hi)
+            a = (s_h[:mh].T @ upper).add_(s_h[mh:].T @ lower)
         return a.reshape(n_batch, channels, *a.shape[-2:])
 
     @staticmethod
