@@ -1,4 +1,4 @@
-"""``awd cosmology``: simulate convergence-map datasets (more commands join later)."""
+"""``awd cosmology``: simulate, train-teacher, distill, evaluate, report."""
 
 from __future__ import annotations
 
@@ -78,3 +78,88 @@ def simulate(
         f"{len(catalog)} maps of {size}x{size} px over {catalog.cosmology.nunique()} "
         f"cosmologies under {out}"
     )
+
+
+_RUN = typer.Option(..., "--run", help="Run directory (created by train-teacher).")
+_SET = typer.Option(
+    None, "--set", help="Override a setting, e.g. --set teacher.epochs=5 (repeatable)."
+)
+
+
+def _fail(err: Exception) -> None:
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(code=2)
+
+
+@app.command("train-teacher")
+def train_teacher_cmd(
+    run: Path = _RUN,
+    data: Path | None = typer.Option(None, help="Dataset root (sets data.root)."),
+    config: Path | None = typer.Option(None, help="YAML config (see cosmology/configs)."),
+    overrides: list[str] | None = _SET,
+    resume: bool = typer.Option(False, help="Continue from the teacher checkpoint."),
+) -> None:
+    """Train the CNN teacher on the run's dataset (standardised Omega_m and sigma_8)."""
+    from cosmology.pipeline import run_train_teacher, start_run
+
+    sets = list(overrides or [])
+    if data is not None:
+        sets.append(f"data.root={data}")
+    try:
+        cfg = start_run(run, config, sets)
+        summary = run_train_teacher(run, cfg, resume=resume)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    typer.echo(
+        f"teacher ({summary['arch']}, {summary['parameters']} parameters) trained for "
+        f"{summary['epochs_run']} epochs; best validation loss {summary['best_val_loss']:.4f}"
+    )
+
+
+@app.command("distill")
+def distill_cmd(
+    run: Path = _RUN,
+    overrides: list[str] | None = _SET,
+    resume: bool = typer.Option(False, help="Continue interrupted grid points."),
+) -> None:
+    """Distil the lambda x gamma grid of wavelets from the run's frozen teacher (TRIM)."""
+    from cosmology.pipeline import load_run_config, run_distill
+
+    try:
+        cfg = load_run_config(run, list(overrides or []))
+        records = run_distill(run, cfg, resume=resume)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    typer.echo(f"{len(records)} wavelets distilled under {run / 'distill'}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    run: Path = _RUN,
+    overrides: list[str] | None = _SET,
+) -> None:
+    """Fit the students and baselines, select on validation, score on test (metrics.csv)."""
+    from cosmology.evaluate import run_evaluate
+    from cosmology.pipeline import load_run_config
+
+    try:
+        cfg = load_run_config(run, list(overrides or []))
+        metrics = run_evaluate(run, cfg)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    typer.echo(f"{len(metrics)} rows written to {run / 'evaluate' / 'metrics.csv'}")
+
+
+@app.command("report")
+def report_cmd(
+    run: Path = _RUN,
+    out: Path | None = typer.Option(None, help="Output folder (default RUN/report)."),
+) -> None:
+    """Write the self-contained HTML report and its PNG figures from saved results."""
+    from cosmology.report import write_report
+
+    try:
+        path = write_report(run, out)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    typer.echo(f"report written to {path}")

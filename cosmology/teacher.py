@@ -1,0 +1,498 @@
+"""CNN teachers for (Omega_m, sigma_8): a ResNet-18-style network and a small CPU CNN.
+
+Both take raw convergence maps ``(B, 1, N, N)`` and return the *standardised* parameters
+``(B, 2)``: the input scaling and the target means and scales are buffers of the model,
+so the teacher that AWD distils sees the exact maps and its outputs are comparable across
+parameters (TRIM attributions of Omega_m and sigma_8 then have the same units).
+
+Training (:func:`train_teacher`) is Adam on the mean squared error of the standardised
+targets, with random flips and 90-degree rotations (the maps' statistics are invariant
+under the dihedral group), early stopping on the validation loss, a checkpoint after every
+epoch and resume. Checkpoints and the final teacher are plain tensors and numbers saved by
+``torch.save`` and read back with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from cosmology.config import TeacherConfig
+from shared.runs import atomic_write
+
+__all__ = [
+    "ResNet18",
+    "SmallCNN",
+    "build_teacher",
+    "count_parameters",
+    "dihedral_augment",
+    "load_teacher",
+    "predict",
+    "save_teacher",
+    "train_teacher",
+]
+
+logger = logging.getLogger(__name__)
+
+TEACHER_FORMAT = "awd-cosmology-teacher"
+_CHECKPOINT = "teacher_checkpoint.pt"
+
+
+class _Standardise(nn.Module):
+    """Buffers shared by both teachers: input scale and target mean/scale."""
+
+    def __init__(self, n_out: int) -> None:
+        super().__init__()
+        self.register_buffer("input_mean", torch.zeros(()))
+        self.register_buffer("input_std", torch.ones(()))
+        self.register_buffer("target_mean", torch.zeros(n_out))
+        self.register_buffer("target_std", torch.ones(n_out))
+
+    def set_scales(self, maps: Tensor, targets: Tensor) -> None:
+        """Set the buffers from training maps ``(B, [1,] N, N)`` and targets ``(B, n_out)``."""
+        with torch.no_grad():
+            self.input_mean.copy_(maps.double().mean().to(self.input_mean.dtype))
+            self.input_std.copy_(maps.double().std().clamp_min(1e-12).to(self.input_std.dtype))
+            t = targets.double()
+            self.target_mean.copy_(t.mean(0).to(self.target_mean.dtype))
+            # A parameter constant over the training set keeps unit scale instead of 0.
+            std = t.std(0) if t.shape[0] > 1 else torch.ones_like(t[0])
+            self.target_std.copy_(torch.where(std > 0, std, torch.ones_like(std)).float())
+
+    def standardise_targets(self, targets: Tensor) -> Tensor:
+        return (targets - self.target_mean) / self.target_std
+
+    def physical(self, outputs: Tensor) -> Tensor:
+        """Standardised outputs back to parameter units."""
+        return outputs * self.target_std + self.target_mean
+
+
+class SmallCNN(nn.Module):
+    """A small CNN sized for CPU runs: a strided stem, three conv blocks, mean pooling, an MLP.
+
+    Global mean pooling of rectified feature maps is a learned, soft count of local
+    features (peaks, voids) over the map, the kind of statistic the task rewards, and it
+    makes the network accept any map size.
+
+    Parameters
+    ----------
+    n_out : int
+        Outputs (2: Omega_m, sigma_8).
+    width : int
+        Channels of the stem (then 2x, 4x, 4x); 8 gives about 16 k parameters.
+
+    Examples
+    --------
+    >>> net = SmallCNN(width=4)
+    >>> tuple(net(torch.randn(3, 1, 32, 32)).shape)
+    (3, 2)
+    """
+
+    def __init__(self, n_out: int = 2, width: int = 8) -> None:
+        super().__init__()
+        # A 4x4 stride-2 stem: at full resolution a wide layer costs most of the time on a
+        # CPU, and 4x4/2 with >= 4 channels can still pass every pixel on (no information
+        # is discarded before the network learns what to keep).
+        layers: list[nn.Module] = [
+            nn.Conv2d(1, width, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+        ]
+        c_in = width
+        for i, c in enumerate([2 * width, 4 * width, 4 * width]):
+            layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
+            if i < 2:
+                layers.append(nn.AvgPool2d(2))
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Linear(c_in, 32), nn.ReLU(), nn.Linear(32, n_out))
+        self.scale = _Standardise(n_out)
+        self.arch = "small"
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = (x - self.scale.input_mean) / self.scale.input_std
+        return self.head(self.features(x).mean(dim=(-2, -1)))
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.relu = nn.ReLU()
+        self.down: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.down = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.down(x))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 (He et al. 2016) with one input channel, as the AWD reference's teacher.
+
+    7x7/2 stem, 3x3/2 max pool, four stages of two basic blocks (64, 128, 256, 512
+    channels), global average pooling, a linear head: 11.17 M parameters.
+
+    Examples
+    --------
+    >>> net = ResNet18(width=8)
+    >>> tuple(net(torch.randn(2, 1, 64, 64)).shape)
+    (2, 2)
+    """
+
+    def __init__(self, n_out: int = 2, width: int = 64) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, width, 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
+        blocks: list[nn.Module] = []
+        c_in = width
+        for i, c in enumerate([width, 2 * width, 4 * width, 8 * width]):
+            stride = 1 if i == 0 else 2
+            blocks += [_BasicBlock(c_in, c, stride), _BasicBlock(c, c, 1)]
+            c_in = c
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(c_in, n_out)
+        self.scale = _Standardise(n_out)
+        self.arch = "resnet18"
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = (x - self.scale.input_mean) / self.scale.input_std
+        return self.fc(self.blocks(self.stem(x)).mean(dim=(-2, -1)))
+
+
+def build_teacher(arch: str = "small", width: int | None = None, n_out: int = 2) -> nn.Module:
+    """A fresh teacher: ``small`` (default width 8) or ``resnet18`` (default width 64).
+
+    Examples
+    --------
+    >>> count_parameters(build_teacher("resnet18"))
+    11171266
+    """
+    if arch == "small":
+        return SmallCNN(n_out, width or 8)
+    if arch == "resnet18":
+        return ResNet18(n_out, width or 64)
+    raise ValueError(f"unknown teacher architecture {arch!r}; accepted: small, resnet18")
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters.
+
+    Examples
+    --------
+    >>> count_parameters(nn.Linear(3, 2))
+    8
+    """
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def dihedral_augment(x: Tensor, generator: torch.Generator) -> Tensor:
+    """Apply one random element of the dihedral group D4 to each map of ``(B, C, N, N)``.
+
+    Examples
+    --------
+    >>> x = torch.arange(16.0).reshape(1, 1, 4, 4).repeat(8, 1, 1, 1)
+    >>> y = dihedral_augment(x, torch.Generator().manual_seed(0))
+    >>> bool((y.sum(dim=(1, 2, 3)) == x.sum(dim=(1, 2, 3))).all())
+    True
+    """
+    ops = torch.randint(0, 8, (x.shape[0],), generator=generator)
+    out = x.clone()
+    for op in range(8):
+        idx = (ops == op).nonzero(as_tuple=True)[0]
+        if idx.numel() == 0:
+            continue
+        y = torch.rot90(x[idx], op % 4, dims=(-2, -1))
+        out[idx] = y.flip(-1) if op >= 4 else y
+    return out
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def save_teacher(
+    model: nn.Module, path: str | os.PathLike, n_pix: int, extra: dict[str, Any] | None = None
+) -> Path:
+    """Save a teacher's weights and what they mean (architecture, width, map size)."""
+    payload = {
+        "format": TEACHER_FORMAT,
+        "format_version": 1,
+        "arch": model.arch,
+        "width": _width_of(model),
+        "n_out": int(model.scale.target_mean.numel()),
+        "n_pix": int(n_pix),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "extra": extra or {},
+    }
+    return atomic_write(path, lambda p: torch.save(payload, p))
+
+
+def _width_of(model: nn.Module) -> int:
+    if isinstance(model, SmallCNN):
+        return int(model.features[0].out_channels)
+    return int(model.stem[0].out_channels)
+
+
+def _read_payload(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: teacher file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors, truncation: all reported the same way
+        raise ValueError(f"{path}: not a readable teacher file ({err})") from None
+    if not isinstance(payload, dict) or payload.get("format") != TEACHER_FORMAT:
+        raise ValueError(f"{path}: not an awd cosmology teacher file")
+    return payload
+
+
+def load_teacher(
+    path: str | os.PathLike, n_pix: int | None = None, arch: str | None = None
+) -> nn.Module:
+    """Load a teacher saved by :func:`save_teacher`, frozen and in eval mode.
+
+    Parameters
+    ----------
+    path
+        The ``teacher.pt`` file.
+    n_pix
+        Map size the teacher is about to see; an error if it was trained on another.
+    arch
+        Expected architecture; an error if the file holds another.
+
+    Raises
+    ------
+    ValueError
+        The file is not a teacher, its weights do not fit the architecture, or it was
+        trained on maps of another size; the message names the file.
+    """
+    path = Path(path)
+    payload = _read_payload(path)
+    if arch is not None and payload["arch"] != arch:
+        raise ValueError(f"{path}: holds a {payload['arch']!r} teacher, expected {arch!r}")
+    if n_pix is not None and payload["n_pix"] != n_pix:
+        raise ValueError(
+            f"{path}: the teacher was trained on {payload['n_pix']}x{payload['n_pix']} maps, "
+            f"these are {n_pix}x{n_pix}"
+        )
+    model = build_teacher(payload["arch"], payload["width"], payload["n_out"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as err:
+        raise ValueError(
+            f"{path}: the weights do not fit a {payload['arch']} teacher "
+            f"(width {payload['width']}): {str(err).splitlines()[0]}"
+        ) from None
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+# --------------------------------------------------------------------------- training
+
+
+@torch.no_grad()
+def predict(model: nn.Module, maps: Tensor, batch_size: int = 256) -> np.ndarray:
+    """Teacher predictions in parameter units, ``(B, n_out)`` float64.
+
+    Raises ``ValueError`` if any prediction is not finite.
+
+    Examples
+    --------
+    >>> net = SmallCNN(width=4).eval()
+    >>> predict(net, torch.randn(3, 32, 32)).shape
+    (3, 2)
+    """
+    model.eval()
+    x = maps if maps.ndim == 4 else maps[:, None]
+    outs = [model(x[i : i + batch_size].float()) for i in range(0, x.shape[0], batch_size)]
+    out = model.scale.physical(torch.cat(outs)).double().numpy()
+    if not np.all(np.isfinite(out)):
+        raise ValueError("the teacher's predictions contain NaN or infinite values")
+    return out
+
+
+def _val_loss(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> float:
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch_size):
+            out = model(x[i : i + batch_size])
+            total += float(((out - y[i : i + batch_size]) ** 2).sum())
+    return total / (x.shape[0] * y.shape[1])
+
+
+def train_teacher(
+    train_maps: Tensor,
+    train_targets: Tensor,
+    val_maps: Tensor,
+    val_targets: Tensor,
+    config: TeacherConfig,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+) -> tuple[nn.Module, list[dict[str, float]]]:
+    """Train a teacher with early stopping on validation; checkpoint every epoch.
+
+    Parameters
+    ----------
+    train_maps, val_maps
+        ``(B, N, N)`` or ``(B, 1, N, N)`` maps.
+    train_targets, val_targets
+        ``(B, 2)`` parameters in physical units.
+    config
+        Architecture and optimisation settings.
+    out_dir
+        Folder for ``teacher_checkpoint.pt`` (and, by the caller, ``teacher.pt``).
+    resume
+        Continue from the checkpoint in ``out_dir`` if there is one.
+    progress
+        Progress bar (default: only on a terminal).
+
+    Returns
+    -------
+    model : nn.Module
+        The best epoch's teacher (eval mode).
+    history : list of dict
+        ``epoch``, ``train_loss``, ``val_loss``, ``seconds`` per epoch.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from cosmology.config import TeacherConfig
+    >>> x, y = torch.randn(16, 16, 16), torch.rand(16, 2)
+    >>> cfg = TeacherConfig(width=4, epochs=1, batch_size=8)
+    >>> model, hist = train_teacher(x, y, x, y, cfg, tempfile.mkdtemp(), progress=False)
+    >>> len(hist)
+    1
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    xt = (train_maps if train_maps.ndim == 4 else train_maps[:, None]).float()
+    xv = (val_maps if val_maps.ndim == 4 else val_maps[:, None]).float()
+    if xt.shape[0] == 0 or xv.shape[0] == 0:
+        raise ValueError("the teacher needs training and validation maps")
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    model = build_teacher(config.arch, config.width, train_targets.shape[1])
+    model.scale.set_scales(xt, train_targets)
+    yt = model.scale.standardise_targets(train_targets.float())
+    yv = model.scale.standardise_targets(val_targets.float())
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # Halving the rate when validation stalls settles the noisy small-batch optimum.
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
+    fingerprint = {k: v for k, v in asdict(config).items() if k not in ("epochs", "threads")}
+    fingerprint["n_pix"] = int(xt.shape[-1])
+    history: list[dict[str, float]] = []
+    start, best_val, best_epoch, bad = 0, math.inf, -1, 0
+    best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    ckpt = out_dir / _CHECKPOINT
+    if resume and ckpt.exists():
+        try:
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise ValueError(f"{ckpt}: the teacher checkpoint cannot be read ({err})") from None
+        if state.get("fingerprint") != fingerprint:
+            raise ValueError(
+                f"{ckpt}: the checkpoint was made with other settings "
+                f"({state.get('fingerprint')}), not {fingerprint}"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        best_state = state["best_model"]
+        history = state["history"]
+        start, best_val, best_epoch, bad = (
+            state["epoch"] + 1,
+            state["best_val"],
+            state["best_epoch"],
+            state["bad_epochs"],
+        )
+        logger.info("resuming the teacher from %s at epoch %d", ckpt, start)
+    n = xt.shape[0]
+    bar = tqdm(
+        range(start, config.epochs),
+        desc="teacher",
+        disable=None if progress is None else not progress,
+        initial=start,
+        total=config.epochs,
+    )
+    stopped = bad >= config.patience
+    for epoch in [] if stopped else bar:
+        tic = time.perf_counter()
+        model.train()
+        # The shuffle and augmentation of epoch e depend only on the seed and e (resume).
+        gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=gen)
+        total = 0.0
+        for i in range(0, n, config.batch_size):
+            idx = order[i : i + config.batch_size]
+            if idx.numel() < 2:  # BatchNorm needs two samples
+                continue
+            xb = dihedral_augment(xt[idx], gen) if config.augment else xt[idx]
+            optimizer.zero_grad(set_to_none=True)
+            loss = ((model(xb) - yt[idx]) ** 2).mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"the teacher's loss is {float(loss)} at epoch {epoch}")
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * idx.numel()
+        val = _val_loss(model, xv, yv, 256)
+        scheduler.step(val)
+        record = {
+            "epoch": epoch,
+            "train_loss": total / n,
+            "val_loss": val,
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - tic,
+        }
+        history.append(record)
+        if val < best_val:
+            best_val, best_epoch, bad = val, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+        logger.info("teacher epoch %d: train %.4f, val %.4f", epoch, total / n, val)
+        bar.set_postfix(val=f"{val:.4f}")
+        state = {
+            "fingerprint": fingerprint,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "best_model": best_state,
+            "history": history,
+            "epoch": epoch,
+            "best_val": best_val,
+            "best_epoch": best_epoch,
+            "bad_epochs": bad,
+        }
+        atomic_write(ckpt, lambda p, s=state: torch.save(s, p))
+        if bad >= config.patience:
+            logger.info("teacher: early stop at epoch %d (best %d)", epoch, best_epoch)
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return model, history
