@@ -1,4 +1,5 @@
-"""``awd molecular-partner``: simulate movies, track them, build the AWD data set."""
+"""``awd molecular-partner``: data (simulate, track, build-dataset) and the AWD pipeline
+(train-teacher, distill, evaluate, report)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import typer
 
 app = typer.Typer(
     no_args_is_help=True,
-    help="Clathrin/auxilin data: simulate TIRF movies, track them, build the AWD data set.",
+    help=(
+        "Clathrin/auxilin: simulate, track, build the data set, train the LSTM teacher, "
+        "distil wavelets, evaluate students, report."
+    ),
 )
 
 logger = logging.getLogger(__name__)
@@ -117,3 +121,216 @@ def build_dataset_cmd(
         f"{m['n_valid']} valid tracks, {m['n_hard']} in the data set "
         f"({m['n_train']} train / {m['n_test']} test) -> {path}"
     )
+
+
+# --------------------------------------------------------------------------- AWD pipeline
+_CONFIG_HELP = "YAML config (sections teacher, distill, evaluate)."
+_SET_HELP = "Override a setting: section.field=value (repeatable)."
+
+
+def _load(config: Path | None, overrides: list[str] | None):
+    from molecular_partner.config import load_config
+
+    try:
+        return load_config(config, overrides)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+
+
+def _read_data(data: Path):
+    from molecular_partner.data import read_dataset
+
+    try:
+        table = read_dataset(data)
+    except (ValueError, FileNotFoundError) as err:
+        raise typer.BadParameter(str(err)) from err
+    for col in ("split", "cell"):
+        if col not in table.columns:
+            raise typer.BadParameter(f"{data}: missing column {col!r} (splits are by cell)")
+    return table
+
+
+def _validation_cells(table, n: int, seed: int) -> list[str]:
+    """Training cells held out for early stopping (never test cells)."""
+    import numpy as np
+
+    cells = sorted(table.loc[table["split"] == "train", "cell"].astype(str).unique())
+    if n == 0 or len(cells) < 2:
+        return []
+    n = min(n, len(cells) - 1)
+    return sorted(np.random.default_rng(seed).permutation(cells)[:n].tolist())
+
+
+def _traces(table):
+    import numpy as np
+
+    return np.stack(table["X_same_length_normalized"].to_list()).astype(np.float32)
+
+
+def _start_run(out: Path, section, seed: int, inputs: dict) -> None:
+    from molecular_partner.config import write_config
+    from shared.runs import environment_info, write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_config(section, out / "config.yaml")
+    write_json(
+        out / "inputs.json", {k: str(v) if v is not None else None for k, v in inputs.items()}
+    )
+    write_json(out / "env.json", environment_info(seed))
+
+
+@app.command("train-teacher")
+def train_teacher_cmd(
+    data: Path = typer.Argument(..., help="Data set folder or dataset.parquet."),
+    out: Path = typer.Option(..., help="Run directory."),
+    outcome: str = typer.Option("regression", help="regression (MSE) or binary (BCE)."),
+    config: Path | None = typer.Option(None, help=_CONFIG_HELP),
+    set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
+) -> None:
+    """Train the LSTM teacher on the training cells (early stopping on held-out cells)."""
+    import dataclasses
+
+    import numpy as np
+
+    from molecular_partner.evaluate import OUTCOMES
+    from molecular_partner.teacher import predict, save_teacher, train_teacher
+    from shared.runs import write_json
+
+    if outcome not in OUTCOMES:
+        raise typer.BadParameter(f"--outcome must be one of {sorted(OUTCOMES)}, got {outcome!r}")
+    cfg = _load(config, set_).teacher
+    if outcome == "binary" and cfg.loss != "bce":
+        cfg = dataclasses.replace(cfg, loss="bce")
+    table = _read_data(data)
+    column = OUTCOMES[outcome]
+    if column not in table.columns:
+        raise typer.BadParameter(f"{data}: outcome column {column!r} is missing")
+    train = table[table["split"] == "train"]
+    val_cells = _validation_cells(table, cfg.val_cells, cfg.seed)
+    is_val = train["cell"].astype(str).isin(val_cells).to_numpy()
+    x, y = _traces(train), train[column].to_numpy(dtype=np.float32)
+    _start_run(out, cfg, cfg.seed, {"data": data, "outcome": outcome})
+    try:
+        model, history = train_teacher(
+            x[~is_val],
+            y[~is_val],
+            cfg,
+            x_val=x[is_val],
+            y_val=y[is_val],
+            checkpoint_dir=out,
+        )
+    except ValueError as err:
+        raise typer.BadParameter(f"{data}: {err}") from err
+    save_teacher(model, out / "teacher", history=history, settings=cfg)
+    write_json(out / "history.json", history)
+    summary = {"outcome": outcome, "val_cells": val_cells, "epochs_run": len(history)}
+    for name, mask in (("fit", ~is_val), ("val", is_val)):
+        if mask.any():
+            p = predict(model, x[mask])
+            if outcome == "regression":
+                ss = float(np.sum((y[mask] - y[mask].mean()) ** 2)) or float("nan")
+                summary[f"{name}_r2"] = 1.0 - float(np.sum((y[mask] - p) ** 2)) / ss
+            else:
+                summary[f"{name}_accuracy"] = float(np.mean((p >= 0.5) == (y[mask] == 1)))
+    write_json(out / "metrics.json", summary)
+    typer.echo(f"teacher trained ({len(history)} epochs) -> {out / 'teacher.safetensors'}")
+
+
+def _teacher(path: Path, length: int = 40):
+    from molecular_partner.teacher import load_teacher
+
+    try:
+        return load_teacher(path, length=length)
+    except (ValueError, FileNotFoundError) as err:
+        raise typer.BadParameter(str(err)) from err
+
+
+@app.command("distill")
+def distill_cmd(
+    data: Path = typer.Argument(..., help="Data set folder or dataset.parquet."),
+    teacher: Path = typer.Option(..., help="Teacher run directory or file."),
+    out: Path = typer.Option(..., help="Run directory."),
+    config: Path | None = typer.Option(None, help=_CONFIG_HELP),
+    set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
+) -> None:
+    """Distil wavelets through the teacher over the lambda x gamma grid (resumable)."""
+    from molecular_partner.distillation import distill_grid
+
+    cfg = _load(config, set_)
+    table = _read_data(data)
+    model = _teacher(teacher)
+    train = table[table["split"] == "train"]
+    val_cells = _validation_cells(table, cfg.teacher.val_cells, cfg.teacher.seed)
+    is_val = train["cell"].astype(str).isin(val_cells).to_numpy()
+    x = _traces(train)
+    _start_run(out, cfg.distill, cfg.distill.seed, {"data": data, "teacher": teacher})
+    try:
+        entries = distill_grid(x[~is_val], model, cfg.distill, out_dir=out, x_val=x[is_val])
+    except ValueError as err:
+        raise typer.BadParameter(f"{data}: {err}") from err
+    typer.echo(f"{len(entries)} wavelets distilled -> {out / 'wavelets'}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    data: Path = typer.Argument(..., help="Data set folder or dataset.parquet."),
+    teacher: Path = typer.Option(..., help="Regression (MSE) teacher: run directory or file."),
+    distilled: Path = typer.Option(..., "--distilled", help="Distillation run directory."),
+    out: Path = typer.Option(..., help="Run directory."),
+    teacher_binary: Path | None = typer.Option(None, help="BCE teacher for the binary outcome."),
+    outcomes: str = typer.Option("regression,binary", help="Outcomes to evaluate."),
+    config: Path | None = typer.Option(None, help=_CONFIG_HELP),
+    set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
+) -> None:
+    """Select students by grouped CV on training cells; score them on the test cells."""
+    from molecular_partner.distillation import read_grid
+    from molecular_partner.evaluate import evaluate
+
+    cfg = _load(config, set_).evaluate
+    table = _read_data(data)
+    model = _teacher(teacher)
+    binary = _teacher(teacher_binary) if teacher_binary is not None else None
+    try:
+        grid = read_grid(distilled)
+    except (ValueError, FileNotFoundError) as err:
+        raise typer.BadParameter(str(err)) from err
+    _start_run(
+        out,
+        cfg,
+        cfg.seed,
+        {
+            "data": data,
+            "teacher": teacher,
+            "teacher_binary": teacher_binary,
+            "distilled": distilled,
+        },
+    )
+    try:
+        metrics = evaluate(
+            table,
+            model,
+            grid,
+            cfg,
+            out_dir=out,
+            teacher_binary=binary,
+            outcomes=tuple(o.strip() for o in outcomes.split(",") if o.strip()),
+            source=str(data),
+        )
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
+    typer.echo(metrics.to_string(index=False))
+
+
+@app.command("report")
+def report_cmd(
+    run: Path = typer.Argument(..., help="Evaluation run directory."),
+    out: Path | None = typer.Option(None, help="Output folder (default: the run directory)."),
+) -> None:
+    """Write the HTML report, its PNGs and the Markdown results table."""
+    from molecular_partner.report import write_report
+
+    try:
+        path = write_report(run, out)
+    except (ValueError, FileNotFoundError) as err:
+        raise typer.BadParameter(str(err)) from err
+    typer.echo(f"report -> {path}")
