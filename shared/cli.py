@@ -2,14 +2,20 @@
 
 The CLI is the one place that wires the domain-free core (``shared``) to the domain
 packages: each domain contributes a Typer sub-application named ``app`` in its own
-``cli`` module, registered here under the domain's name.
+``cli`` module, registered here under the domain's name, and may offer a
+``run_demo(out: Path) -> dict`` hook that ``awd demo`` calls.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
+import os
+import shutil
+import time
 from pathlib import Path
+from types import ModuleType
 
 import typer
 
@@ -22,16 +28,27 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+simulation_app = typer.Typer(
+    help="The paper's simulation experiment: recover a planted wavelet.", no_args_is_help=True
+)
+app.add_typer(simulation_app, name="simulation")
 
 # (module, command name) of each domain's sub-application.
 _DOMAIN_APPS = (
     ("cosmology.cli", "cosmology"),
     ("molecular_partner.cli", "molecular-partner"),
 )
+_registered: dict[str, ModuleType] = {}
+
+# Space a demo run needs (simulated data, runs and reports), checked before starting.
+_DEMO_MIN_FREE_BYTES = 500 * 1024**2
 
 
-def _register_domains() -> None:
+def _register_domains() -> dict[str, ModuleType]:
+    """Import each domain's CLI module and add its sub-application (once)."""
     for module_name, command in _DOMAIN_APPS:
+        if command in _registered:
+            continue
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as err:
@@ -40,6 +57,8 @@ def _register_domains() -> None:
                 raise
             continue
         app.add_typer(module.app, name=command)
+        _registered[command] = module
+    return _registered
 
 
 @app.callback()
@@ -52,15 +71,101 @@ def _main(
     )
 
 
+@simulation_app.command("run")
+def simulation_run(
+    out: Path = typer.Option(Path("results/simulation"), help="Run directory to write."),
+    config: Path | None = typer.Option(None, help="YAML file with SimulationConfig fields."),
+    set_: list[str] = typer.Option([], "--set", help="Override a field, e.g. weights.l1_attr=0.5"),
+) -> None:
+    """Distil a perturbed db5 back from a teacher that uses one planted wavelet level."""
+    from shared.config import load_config
+    from shared.simulation import SimulationConfig, run_simulation
+
+    try:
+        cfg = load_config(SimulationConfig, config, set_)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    metrics = run_simulation(out, cfg)
+    typer.echo(json.dumps(metrics, indent=2))
+
+
+def _check_output_folder(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".awd-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise typer.BadParameter(f"{out}: the output folder is not writable ({err})") from None
+    free = shutil.disk_usage(out).free
+    if free < _DEMO_MIN_FREE_BYTES:
+        raise typer.BadParameter(
+            f"{out}: only {free / 1024**2:.0f} MiB free; the demo needs about "
+            f"{_DEMO_MIN_FREE_BYTES / 1024**2:.0f} MiB"
+        )
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("results/demo"), help="Output folder."),
 ) -> None:
-    """Run the main job on embedded default data and write results under OUT."""
-    from shared.demo import run_demo
+    """Run the main job on embedded default data and write results under OUT.
 
-    summary = run_demo(out)
-    typer.echo(f"demo finished; summary: {summary}")
+    Runs the simulation experiment and every domain's demo (simulated data, teacher,
+    distillation, students, report), then writes OUT/summary.md and OUT/summary.json.
+    """
+    from shared.runs import write_json
+    from shared.simulation import run_simulation
+
+    _check_output_folder(out)
+    tic = time.perf_counter()
+    summary: dict[str, dict] = {}
+    typer.echo("[demo] simulation experiment")
+    summary["simulation"] = {"metrics": run_simulation(out / "simulation")}
+    for command, module in _register_domains().items():
+        hook = getattr(module, "run_demo", None)
+        if hook is None:
+            continue
+        typer.echo(f"[demo] {command}")
+        summary[command] = hook(out / command.replace("-", "_"))
+    summary["seconds"] = {"total": time.perf_counter() - tic}
+    write_json(out / "summary.json", summary)
+    (out / "summary.md").write_text(_summary_markdown(summary))
+    seconds = summary["seconds"]["total"]
+    typer.echo(f"demo finished in {seconds:.0f} s; summary: {out / 'summary.md'}")
+    for name, part in summary.items():
+        report = part.get("report") if isinstance(part, dict) else None
+        if report:
+            typer.echo(f"  {name} report: {report}")
+
+
+def _summary_markdown(summary: dict) -> str:
+    lines = ["# awd demo", ""]
+    sim = summary["simulation"]["metrics"]
+    lines += [
+        "## Simulation experiment (planted db5 level)",
+        "",
+        "| quantity | start | end |",
+        "| --- | ---: | ---: |",
+        f"| distance to db5 (min over shifts, signs) | {sim['distance_init']:.4f} | "
+        f"{sim['distance_final']:.4f} |",
+        f"| attribution share on the planted level | {sim['attribution_mass_init']:.2f} | "
+        f"{sim['attribution_mass_final']:.2f} |",
+        "",
+        f"Teacher test R²: {sim['teacher_test_r2']:.3f}.",
+        "",
+    ]
+    for name, part in summary.items():
+        if name in ("simulation", "seconds") or not isinstance(part, dict):
+            continue
+        lines += [f"## {name}", ""]
+        table = part.get("table")
+        if table:
+            lines += [table, ""]
+        if part.get("report"):
+            lines += [f"Report: `{os.path.relpath(part['report'])}`", ""]
+    lines.append(f"Total time: {summary['seconds']['total']:.0f} s.")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ __all__ = [
     "environment_info",
     "load_transform",
     "save_transform",
+    "write_csv",
     "write_json",
 ]
 
@@ -100,6 +101,29 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     {'rmse': 0.5}
     """
     text = json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n"
+    return atomic_write(path, lambda p: p.write_text(text))
+
+
+def write_csv(path: str | os.PathLike, rows: list[Mapping[str, Any]]) -> Path:
+    """Atomically write dict rows as CSV (columns in order of first appearance).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = write_csv(pathlib.Path(tempfile.mkdtemp()) / "h.csv", [{"epoch": 0, "loss": 1.5}])
+    >>> p.read_text()
+    'epoch,loss\n0,1.5\n'
+    """
+    import csv
+    import io
+
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _jsonable(v) for k, v in row.items()})
+    text = buffer.getvalue()
     return atomic_write(path, lambda p: p.write_text(text))
 
 
