@@ -30,14 +30,14 @@ logger = logging.getLogger(__name__)
 
 
 def grid_name(lam: float, gamma: float) -> str:
-    """File-safe name of a grid point.
+    """File-safe name of a grid point (no dots: they would read as file suffixes).
 
     Examples
     --------
     >>> grid_name(0.001, 0.0)
-    'lam0.001_gam0'
+    'lam0p001_gam0'
     """
-    return f"lam{lam:g}_gam{gamma:g}"
+    return f"lam{lam:g}_gam{gamma:g}".replace(".", "p").replace("-", "m")
 
 
 def _reconstruction_error(transform: DWT1d, x: torch.Tensor) -> float:
@@ -89,7 +89,7 @@ def distill_grid(
     >>> x = np.random.default_rng(0).standard_normal((20, 40)).astype(np.float32)
     >>> s = DistillSettings(lambdas=(0.001,), gammas=(0.0, 0.1), epochs=1)
     >>> [e["name"] for e in distill_grid(x, LSTMTeacher(), s, out_dir=tempfile.mkdtemp())]
-    ['lam0.001_gam0', 'lam0.001_gam0.1']
+    ['lam0p001_gam0', 'lam0p001_gam0p1']
     """
     s = settings or DistillSettings()
     out = Path(out_dir)
@@ -108,10 +108,10 @@ def distill_grid(
         transform = DWT1d(s.wavelet, levels=s.levels, mode=s.mode)
         for gamma in sorted(s.gammas):
             name = grid_name(lam, gamma)
-            path = out / "wavelets" / name
+            path = out / "wavelets" / f"{name}.safetensors"
             weights = PenaltyWeights(l1_coeffs=lam, l1_attr=gamma)
             tic = time.perf_counter()
-            if path.with_suffix(".safetensors").exists() and path.with_suffix(".json").exists():
+            if path.exists() and path.with_suffix(".json").exists():
                 logger.info("%s: already distilled, loaded", name)
                 transform = load_transform(path)
                 meta = json.loads(path.with_suffix(".json").read_text())
@@ -161,7 +161,7 @@ def distill_grid(
                 "name": name,
                 "lambda": lam,
                 "gamma": gamma,
-                "path": str(Path("wavelets") / name),
+                "path": str(Path("wavelets") / f"{name}.safetensors"),
                 "warm_start_from": previous if s.warm_start else None,
                 "epochs_run": len(history),
                 "seconds": time.perf_counter() - tic,

@@ -80,11 +80,16 @@ def test_distill_run(pipeline):
     grid = json.loads((pipeline / "distill" / "grid.json").read_text())["entries"]
     assert [(e["lambda"], e["gamma"]) for e in grid] == [(0.001, 0.0), (0.001, 0.01), (0.001, 0.1)]
     # warm starts run along gamma
-    assert [e["warm_start_from"] for e in grid] == [None, "lam0.001_gam0", "lam0.001_gam0.01"]
+    assert [e["warm_start_from"] for e in grid] == [None, "lam0p001_gam0", "lam0p001_gam0p01"]
+    filters = []
     for e in grid:
         t = load_transform(pipeline / "distill" / e["path"])
         assert (t.levels, t.mode, len(t.wavelet)) == (4, "zero", 10)
         assert 0 <= e["reconstruction_error"] < 0.1
+        filters.append(t.wavelet.h0.detach())
+        meta = json.loads((pipeline / "distill" / e["path"]).with_suffix(".json").read_text())
+        assert meta["extra"]["gamma"] == e["gamma"]  # one file per grid point
+    assert len({tuple(f.tolist()) for f in filters}) == len(grid)
     assert (pipeline / "distill" / "config.yaml").exists()
     assert (pipeline / "distill" / "env.json").exists()
 
