@@ -278,6 +278,38 @@ def goal_notes(metrics: pd.DataFrame) -> list[str]:
     return notes
 
 
+def paired_differences(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> list[str]:
+    """R^2 differences of AWD against the LSTM and db5 with a paired bootstrap SD.
+
+    Resampling the same test traces for both methods keeps their shared noise out of the
+    SD of the difference, which is what decides whether one beats the other.
+    """
+    path = Path(run_dir) / "predictions.csv"
+    if not path.exists():
+        return []
+    pred = pd.read_csv(path)
+    if "y_regression" not in pred or "pred_awd" not in pred:
+        return []
+    y = pred["y_regression"].to_numpy()
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(y), size=(n_boot, len(y)))
+
+    def r2(yy: np.ndarray, pp: np.ndarray) -> float:
+        return 1.0 - float(np.sum((yy - pp) ** 2)) / float(np.sum((yy - yy.mean()) ** 2))
+
+    notes = []
+    for other in ("teacher", "db5", "awd_gamma0"):
+        if f"pred_{other}" not in pred:
+            continue
+        a, b = pred["pred_awd"].to_numpy(), pred[f"pred_{other}"].to_numpy()
+        diff = r2(y, a) - r2(y, b)
+        boot = np.array([r2(y[i], a[i]) - r2(y[i], b[i]) for i in draws])
+        notes.append(
+            f"R2 of awd minus {other}: {diff:+.4f} (paired bootstrap SD {boot.std(ddof=1):.4f})."
+        )
+    return notes
+
+
 def results_markdown(run_dir: str | Path) -> str:
     """The results as a Markdown table with the split, parameter counts and goal notes."""
     run = Path(run_dir)
@@ -318,6 +350,7 @@ def results_markdown(run_dir: str | Path) -> str:
                 f"(grouped-CV R2 {d['cv_score']:.3f})."
             )
     lines += [f"- {n}" for n in goal_notes(metrics)]
+    lines += [f"- {n}" for n in paired_differences(run)]
     lines.append(
         "- Binary outcome (`y_consec_thresh`): students are logistic regressions / xgboost "
         "on the wavelets distilled from the regression teacher; the `teacher` row is a "
