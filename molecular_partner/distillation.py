@@ -100,6 +100,7 @@ def distill_grid(
     xv = None
     if x_val is not None and len(x_val) > 0:
         xv = torch.from_numpy(np.asarray(x_val, dtype=np.float32))[:, None, :]
+    teacher.eval()  # the teacher is frozen; LSTM has no dropout, so this only quiets warnings
     with torch.no_grad():
         teacher(xt[:1])  # a trace length the teacher refuses fails here, not mid-grid
     entries: list[dict[str, Any]] = []
