@@ -40,6 +40,13 @@ _DOMAIN_APPS = (
 )
 _registered: dict[str, ModuleType] = {}
 
+# The sweep task of each domain, as "module:function" (built again in every worker).
+_SWEEP_TASKS = {
+    "simulation": "shared.simulation:make_sweep_task",
+    "cosmology": "cosmology.sweep:make_task",
+    "molecular-partner": "molecular_partner.sweep:make_task",
+}
+
 # Space a demo run needs (simulated data, runs and reports), checked before starting.
 _DEMO_MIN_FREE_BYTES = 500 * 1024**2
 
@@ -87,6 +94,44 @@ def simulation_run(
         raise typer.BadParameter(str(err)) from None
     metrics = run_simulation(out, cfg)
     typer.echo(json.dumps(metrics, indent=2))
+
+
+@app.command()
+def sweep(
+    domain: str = typer.Argument(..., help=f"One of: {', '.join(_SWEEP_TASKS)}."),
+    config: Path = typer.Option(..., help="YAML file with SweepConfig fields (grids, base)."),
+    out: Path = typer.Option(..., help="Sweep folder (rerun the same command to resume)."),
+    engine: str | None = typer.Option(None, help="local or ray (default: the config's)."),
+    workers: int | None = typer.Option(None, help="Parallel chains (local engine)."),
+    address: str | None = typer.Option(None, help="HOST:PORT of a running Ray cluster."),
+    set_: list[str] = typer.Option([], "--set", help="Override a field, e.g. base.seed=3"),
+) -> None:
+    """Run a lambda x gamma sweep with warm starts; select on validation, report test once."""
+    import importlib.util
+
+    from shared.config import load_config
+    from shared.sweep import SweepConfig, run_sweep
+
+    if domain not in _SWEEP_TASKS:
+        raise typer.BadParameter(f"unknown domain {domain!r}; choose from {list(_SWEEP_TASKS)}")
+    factory = _SWEEP_TASKS[domain]
+    if importlib.util.find_spec(factory.split(":")[0]) is None:
+        raise typer.BadParameter(f"the domain {domain!r} has no sweep task in this version")
+    overrides = list(set_)
+    for key, value in (("engine", engine), ("workers", workers), ("address", address)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    try:
+        cfg = load_config(SweepConfig, config, overrides)
+        result = run_sweep(cfg, factory, out, expected_domain=domain)
+    except (ValueError, ConnectionError) as err:
+        raise typer.BadParameter(str(err)) from None
+    sel = result["selected"]
+    tests = {k: v for k, v in sel.items() if k.startswith("test_")}
+    typer.echo(
+        f"selected {sel['point']} (validation score {sel['val_score']:.4g}); test: {tests}; "
+        f"summary: {out / 'summary.csv'}"
+    )
 
 
 def _check_output_folder(out: Path) -> None:

@@ -14,6 +14,7 @@ of the core. ``awd simulation run`` writes a run directory.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,18 +25,27 @@ import yaml
 from torch import nn
 
 from shared.attributions import trim_attributions
-from shared.config import config_to_dict
+from shared.config import config_from_dict, config_to_dict
 from shared.distill import DistillConfig, distill
 from shared.losses import PenaltyWeights
-from shared.runs import atomic_write, environment_info, save_transform, write_csv, write_json
+from shared.runs import (
+    atomic_write,
+    environment_info,
+    load_transform,
+    save_transform,
+    write_csv,
+    write_json,
+)
 from shared.transform import DWT1d
 from shared.wavelet import LearnableWavelet
 
 __all__ = [
     "SimulationConfig",
+    "SimulationSweepTask",
     "filter_distance",
     "level_mass",
     "make_data",
+    "make_sweep_task",
     "run_simulation",
     "train_teacher",
 ]
@@ -239,3 +249,128 @@ def run_simulation(out: str | Path, config: SimulationConfig | None = None) -> d
         mass_final,
     )
     return metrics
+
+
+# -- the sweep task ---------------------------------------------------------------------------
+class SimulationSweepTask:
+    """The simulation experiment as a sweep task (see :mod:`shared.sweep`).
+
+    The student is the AWD-style compact predictor: ordinary least squares on the ``k``
+    wavelet coefficients with the largest mean absolute attribution on training data.
+    It scores well only when the learned wavelet isolates the planted coefficients.
+    Validation is the last fifth of the training samples; the test split is untouched
+    until the selected point is scored.
+    """
+
+    greater_is_better = True
+
+    def __init__(self, base: dict[str, Any]) -> None:
+        base = dict(base)
+        self.k = int(base.pop("student_features", 3))
+        self.config = config_from_dict(SimulationConfig, _merged_defaults(base), "base")
+        self._data: dict[str, torch.Tensor] | None = None
+
+    def prepare(self, root: Path) -> None:
+        path = Path(root) / "teacher.pt"
+        if path.exists():
+            return
+        data = self.data()
+        teacher = train_teacher(
+            data["x_fit"],
+            data["y_fit"],
+            self.config.teacher_hidden,
+            self.config.teacher_epochs,
+            self.config.seed,
+        )
+        atomic_write(path, lambda p: torch.save(teacher.state_dict(), p))
+
+    def data(self) -> dict[str, torch.Tensor]:
+        if self._data is None:
+            data = make_data(self.config)
+            n_val = max(1, self.config.n_train // 5)
+            self._data = {
+                "x_fit": data["x_train"][:-n_val],
+                "y_fit": data["y_train"][:-n_val],
+                "x_val": data["x_train"][-n_val:],
+                "y_val": data["y_train"][-n_val:],
+                "x_test": data["x_test"],
+                "y_test": data["y_test"],
+            }
+        return self._data
+
+    def _teacher(self, root: Path) -> nn.Module:
+        model = _Feedforward(self.config.length, self.config.teacher_hidden)
+        model.load_state_dict(torch.load(root / "teacher.pt", weights_only=True))
+        return model.eval()
+
+    def run_point(
+        self, weights: PenaltyWeights, warm_start: Path | None, out: Path
+    ) -> dict[str, float]:
+        cfg = self.config
+        data = self.data()
+        if warm_start is not None:
+            transform = load_transform(warm_start)
+        else:
+            start = LearnableWavelet(cfg.wavelet, noise=cfg.init_noise, seed=cfg.seed)
+            transform = DWT1d(start, cfg.levels, cfg.mode)
+        teacher = self._teacher(out.parent)
+        initial_h0 = transform.h0.detach().clone()
+        transform, history = distill(
+            data["x_fit"],
+            transform=transform,
+            teacher=teacher if weights.l1_attr > 0 else None,
+            weights=weights,
+            config=cfg.distill,
+            checkpoint_dir=out / "checkpoint",
+            resume=True,
+            progress=False,
+        )
+        save_transform(
+            transform,
+            out / "wavelet",
+            weights=weights,
+            history=history,
+            seed=cfg.seed,
+            extra={
+                # Relative to the sweep folder, so a sweep can be moved or shared.
+                "warm_start_from": warm_start.parent.name if warm_start is not None else None,
+                "initial_h0": initial_h0.tolist(),
+            },
+        )
+        shutil.rmtree(out / "checkpoint", ignore_errors=True)
+        return {"val_score": self._student_r2(transform, teacher, "x_val", "y_val")}
+
+    def test_score(self, out: Path) -> dict[str, float]:
+        transform = load_transform(out / "wavelet")
+        teacher = self._teacher(out.parent)
+        return {"r2": self._student_r2(transform, teacher, "x_test", "y_test")}
+
+    def _student_r2(self, transform, teacher, x_key: str, y_key: str) -> float:
+        from sklearn.linear_model import LinearRegression
+
+        data = self.data()
+        attr = trim_attributions(teacher, transform, data["x_fit"][:1024])
+        importance = torch.cat([a.abs().mean(0).reshape(-1) for a in attr])
+        top = torch.topk(importance, self.k).indices
+
+        def features(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return torch.cat([c.reshape(c.shape[0], -1) for c in transform(x)], 1)[:, top]
+
+        model = LinearRegression().fit(features(data["x_fit"]).numpy(), data["y_fit"].numpy())
+        return float(model.score(features(data[x_key]).numpy(), data[y_key].numpy()))
+
+
+def _merged_defaults(base: dict[str, Any]) -> dict[str, Any]:
+    merged = config_to_dict(SimulationConfig())
+    for key, value in base.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def make_sweep_task(base: dict[str, Any]) -> SimulationSweepTask:
+    """Factory used by ``awd sweep simulation`` (``shared.simulation:make_sweep_task``)."""
+    return SimulationSweepTask(base)
