@@ -139,8 +139,15 @@ def _log_event(root: Path, **event: Any) -> None:
         fh.write(json.dumps({"time": time.time(), "pid": os.getpid(), **event}) + "\n")
 
 
-def _run_chain(factory: str, base: dict, root: str, chain: list[dict]) -> list[dict]:
+def _run_chain(
+    factory: str, base: dict, root: str, chain: list[dict], threads: int | None = None
+) -> list[dict]:
     """Run one chain (resuming after its last finished point); return its point records."""
+    if threads is not None:
+        # Parallel chains share the cores: one thread pool per chain, not per core.
+        import torch
+
+        torch.set_num_threads(max(1, threads))
     root_path = Path(root)
     task = _load_task(factory, base)
     records = []
@@ -205,8 +212,10 @@ def _run_ray(config: SweepConfig, factory: str, root: Path, chains: list[list[di
             log_to_driver=False,
         )
 
+    threads = max(1, int(config.cpus_per_trial))
+
     def trainable(params: dict) -> dict:
-        records = _run_chain(factory, config.base, str(root), chains[params["chain"]])
+        records = _run_chain(factory, config.base, str(root), chains[params["chain"]], threads)
         return {"points": len(records)}
 
     resources = {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
