@@ -108,7 +108,7 @@ class StudentConfig:
     """
 
     n_bins: int = 22
-    coverages: tuple[float, ...] = (0.9, 0.95, 0.98, 0.99, 0.995)
+    coverages: tuple[float, ...] = (0.95, 0.98, 0.995)
     multiscale_bins: int = 10
     multiscale_coverage: float = 0.98
     ridge_alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
@@ -119,6 +119,7 @@ class StudentConfig:
     quantiles: tuple[float, ...] = (0.001, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 0.999)
     minkowski: bool = True
     minkowski_bins: int = 10
+    minkowski_max_maps: int = 1000
     seed: int = 0
 
 

@@ -48,7 +48,7 @@ from cosmology.student import (
     roberts_cross,
     wavelet_kernels,
 )
-from cosmology.teacher import count_parameters, load_teacher, predict
+from cosmology.teacher import build_teacher, count_parameters, load_teacher, predict
 from shared import DWT2d
 from shared.attributions import FourierBands2d, trim_attributions
 from shared.runs import atomic_write, load_transform, write_json
@@ -88,6 +88,8 @@ class _Candidate:
     family: str
     setting: dict[str, Any]
     build: Callable[[], Any]
+    key: str | None = None  # candidates with one key share their peak values
+    max_train: int | None = None  # subsample train and val (slow features)
 
 
 @dataclass
@@ -142,6 +144,7 @@ def _candidates(cfg: RunConfig, grid: list[dict], transforms: dict, side: float)
                         fam,
                         {"wavelet": p["name"], "coverage": c},
                         lambda k=k, c=c: PeakFilterFeatures(k, n_bins=s.n_bins, coverage=c),
+                        key=f"{fam}/{p['name']}",
                     )
                 )
         db5 = wavelet_kernels(DWT2d(cfg.distill.wavelet, levels=1))
@@ -152,6 +155,7 @@ def _candidates(cfg: RunConfig, grid: list[dict], transforms: dict, side: float)
                     fam,
                     {"coverage": c},
                     lambda k=k, c=c: PeakFilterFeatures(k, n_bins=s.n_bins, coverage=c),
+                    key=fam,
                 )
             )
         out.append(
@@ -179,7 +183,12 @@ def _candidates(cfg: RunConfig, grid: list[dict], transforms: dict, side: float)
     out.append(_Candidate("pixel_quantiles", {}, lambda: PixelQuantileFeatures(s.quantiles)))
     if s.minkowski:
         out.append(
-            _Candidate("minkowski", {}, lambda: MinkowskiFeatures(side, s.minkowski_bins, 0.98))
+            _Candidate(
+                "minkowski",
+                {},
+                lambda: MinkowskiFeatures(side, s.minkowski_bins, 0.98),
+                max_train=s.minkowski_max_maps,
+            )
         )
     return out
 
@@ -243,16 +252,21 @@ def _interpretation(
     for method in ("saliency", "input_x_gradient"):
         attrs = trim_attributions(teacher, transform, x, method, [0, 1])
         info[f"wavelet_{method}"] = {
-            p: [float(a.abs().sum() / x.shape[0]) for a in _band_leaves(att)]
+            p: [float(a.detach().abs().sum() / x.shape[0]) for a in _band_leaves(att)]
             for p, att in zip(PARAMETERS, attrs, strict=True)
         }
-    fourier = FourierBands2d(e.n_fourier_bands)
+    # Log-spaced annuli from 1.5x the fundamental to the corner: equal-width bands would put
+    # all the large scales (where the power spectrum lives) into the first one.
+    n_pix = x.shape[-1]
+    edges = np.concatenate(
+        [[0.0], np.geomspace(1.5 / n_pix, np.sqrt(2) / 2 + 1e-9, e.n_fourier_bands)]
+    )
+    fourier = FourierBands2d(e.n_fourier_bands, edges)
     attrs = trim_attributions(teacher, fourier, x, "input_x_gradient", [0, 1])
     pixel_rad = np.deg2rad(pixel_arcmin / 60.0)
-    edges = fourier.edges
     info["fourier_ell_edges"] = (2 * np.pi * edges / pixel_rad).tolist()
     info["fourier_input_x_gradient"] = {
-        p: [float(a.abs().sum() / x.shape[0]) for a in att]
+        p: [float(a.detach().abs().sum() / x.shape[0]) for a in att]
         for p, att in zip(PARAMETERS, attrs, strict=True)
     }
     # One map rebuilt from its most-attributed coefficients, per parameter.
@@ -299,7 +313,8 @@ def run_evaluate(run_dir: str | os.PathLike, cfg: RunConfig, splits=None) -> pd.
     transforms = {
         p["name"]: load_transform(transform_path(run_dir, p["lambda"], p["gamma"])) for p in grid
     }
-    xtr, xva, xte = (splits.maps[k].double() for k in ("train", "val", "test"))
+    # Features in the maps' own float32: what a user's prediction would run on.
+    xtr, xva, xte = (splits.maps[k] for k in ("train", "val", "test"))
     ytr, yva, yte = (splits.targets[k] for k in ("train", "val", "test"))
     scale = ytr.std(0)
     scale = np.where(scale > 0, scale, 1.0)
@@ -309,15 +324,37 @@ def run_evaluate(run_dir: str | os.PathLike, cfg: RunConfig, splits=None) -> pd.
     # --- selection on validation -------------------------------------------------------
     best: dict[str, _Choice] = {}
     val_table: list[dict[str, Any]] = []
+    values_cache: dict[str, tuple] = {}
+    sub_rng = np.random.default_rng(cfg.student.seed)
     for cand in _candidates(cfg, grid, transforms, splits.side_angle_deg):
         tic = time.perf_counter()
-        feats = cand.build().fit(xtr)
-        Xtr, Xva = feats.transform(xtr), feats.transform(xva)
+        feats = cand.build()
+        ctr, cva = xtr, xva
+        if cand.max_train and cand.max_train < len(xtr):
+            itr = np.sort(sub_rng.choice(len(xtr), cand.max_train, replace=False))
+            iva = np.sort(
+                sub_rng.choice(len(xva), min(len(xva), cand.max_train // 2), replace=False)
+            )
+            ctr, cva = xtr[torch.as_tensor(itr)], xva[torch.as_tensor(iva)]
+            cand.setting = {**cand.setting, "train_maps": int(cand.max_train)}
+            ytr_c, yva_c = ytr[itr], yva[iva]
+        else:
+            ytr_c, yva_c = ytr, yva
+        if cand.key is not None:
+            # Peak values do not depend on the histogram range: compute them once per key.
+            if cand.key not in values_cache:
+                values_cache[cand.key] = (feats.values(xtr), feats.values(xva))
+            (vtr, wtr), (vva, wva) = values_cache[cand.key]
+            feats.fit(values=vtr)
+            Xtr, Xva = feats.histogram(vtr, wtr, len(xtr)), feats.histogram(vva, wva, len(xva))
+        else:
+            feats.fit(ctr)
+            Xtr, Xva = feats.transform(ctr), feats.transform(cva)
         for suffix, pname, factory in predictors:
-            res = _fit_predict(factory, Xtr, ytr, Xva)
+            res = _fit_predict(factory, Xtr, ytr_c, Xva)
             if res is None:
                 continue
-            score = _score(res[1], yva, scale)
+            score = _score(res[1], yva_c, scale)
             method = cand.family + suffix
             val_table.append(
                 {"method": method, "predictor": pname, **cand.setting, "val_score": score}
@@ -329,12 +366,18 @@ def run_evaluate(run_dir: str | os.PathLike, cfg: RunConfig, splits=None) -> pd.
         logger.info(
             "validation: %s %s (%.1f s)", cand.family, cand.setting, time.perf_counter() - tic
         )
+    values_cache.clear()
 
     # Multi-scale peaks of the learned coefficients: the wavelet and ridge penalty on
     # validation, then xgboost on the chosen wavelet.
     s = cfg.student
     ms_best: _Choice | None = None
-    for p in [p for p in grid if p["gamma"] > 0]:
+    # Multi-scale features are costlier: only the gamma > 0 wavelets of the lambda that
+    # validation chose for the paper's student.
+    awd_lam = None
+    if "awd" in best:
+        awd_lam = next(p["lambda"] for p in grid if p["name"] == best["awd"].setting["wavelet"])
+    for p in [p for p in grid if p["gamma"] > 0 and (awd_lam is None or p["lambda"] == awd_lam)]:
         feats = MultiscalePeakFeatures(
             transforms[p["name"]], s.multiscale_bins, s.multiscale_coverage
         )
@@ -434,7 +477,17 @@ def run_evaluate(run_dir: str | os.PathLike, cfg: RunConfig, splits=None) -> pd.
         if method not in best:
             continue
         choice = best[method]
-        model = choice.model().fit(choice.features.transform(xtr), ytr)
+        if "train_maps" in choice.setting:
+            itr = np.sort(
+                np.random.default_rng(cfg.student.seed).choice(
+                    len(xtr), choice.setting["train_maps"], replace=False
+                )
+            )
+            model = choice.model().fit(
+                choice.features.transform(xtr[torch.as_tensor(itr)]), ytr[itr]
+            )
+        else:
+            model = choice.model().fit(choice.features.transform(xtr), ytr)
         pred = model.predict(choice.features.transform(xte))
 
         def run_once(model=model, feats=choice.features) -> None:
@@ -454,6 +507,12 @@ def run_evaluate(run_dir: str | os.PathLike, cfg: RunConfig, splits=None) -> pd.
         }
 
     metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    # A ResNet-18 forward on the same maps (untrained: only its cost matters) puts the
+    # speed-up in the scale of the paper's teacher.
+    resnet = build_teacher("resnet18").eval()
+    x_r = x_t[: min(32, n_time)]
+    with torch.no_grad():
+        t_resnet = _time_per_map(lambda: resnet(x_r), x_r.shape[0], repeats=2)
     t_awd = metrics.loc[metrics.method == "awd", "predict_seconds_per_map"]
     speed = float(t_teacher / t_awd.iloc[0]) if len(t_awd) and t_awd.iloc[0] > 0 else None
 
@@ -492,8 +551,10 @@ def run_evaluate(run_dir: str | os.PathLike, cfg: RunConfig, splits=None) -> pd.
         "side_angle_deg": splits.side_angle_deg,
         "split": "by realization within each cosmology, fractions "
         f"{list(cfg.data.split_fractions)} (train/val/test); selection on val only",
-        "n_train_cosmologies": int(len(np.unique(ytr, axis=0))),
+        "n_train_cosmologies": len(np.unique(ytr, axis=0)),
         "speed_ratio_teacher_over_awd": speed,
+        "resnet18_forward_seconds_per_map": t_resnet,
+        "speed_ratio_resnet18_over_awd": float(t_resnet / t_awd.iloc[0]) if speed else None,
         "timing_maps": n_time,
         "torch_threads": torch.get_num_threads(),
         "parameters": params,

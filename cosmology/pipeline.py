@@ -104,7 +104,7 @@ def load_splits(cfg: RunConfig, splits: tuple[str, ...] = SPLITS) -> Splits:
             seed=d.noise_seed * 7 + SPLITS.index(name),
         )
         out_maps[name] = ds.stack()
-        out_y[name] = sub[list(d.targets)].to_numpy(dtype=np.float64)
+        out_y[name] = sub[list(d.targets)].to_numpy(dtype=np.float64, copy=True)
         out_cat[name] = sub
         if not torch.isfinite(out_maps[name]).all():
             raise ValueError(f"{d.root}: the {name} split has maps with NaN or inf pixels")

@@ -197,14 +197,14 @@ def build_teacher(arch: str = "small", width: int | None = None, n_out: int = 2)
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters.
+    """Number of parameters (trainable ones, frozen or not).
 
     Examples
     --------
     >>> count_parameters(nn.Linear(3, 2))
     8
     """
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return sum(p.numel() for p in model.parameters())
 
 
 def dihedral_augment(x: Tensor, generator: torch.Generator) -> Tensor:

@@ -1,0 +1,334 @@
+"""``awd cosmology report``: one self-contained HTML file and PNGs from a run's saved results.
+
+Every figure is a pure function of files the earlier steps wrote (``evaluate/*.json``,
+``evaluate/*.npz``, ``evaluate/metrics.csv``, ``distill/grid.json``); nothing is
+recomputed from maps or models, so a report can be rebuilt anywhere from a run directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from cosmology.config import check_run_dir
+from cosmology.evaluate import PARAMETERS, metrics_markdown, read_metrics
+from shared import LearnableWavelet
+from shared.runs import atomic_write
+
+__all__ = ["FIGURES", "write_report"]
+
+logger = logging.getLogger(__name__)
+
+LABELS = {"omega_m": r"$\Omega_m$", "sigma_8": r"$\sigma_8$"}
+
+#: The figures of a report, by file name, with their captions.
+FIGURES = {
+    "wavelet.png": "Learned scaling function phi and wavelet psi (selected AWD wavelet) "
+    "against the db5 initialisation.",
+    "filters_2d.png": "The 2D filters (outer products of the analysis filters) and the "
+    "3x3 kernels the paper's student cuts from them, learned and db5.",
+    "peak_histograms.png": "Mean peak histograms of the four AWD kernels per test "
+    "cosmology, coloured by Omega_m.",
+    "attribution_bands.png": "TRIM attribution mass of the teacher per wavelet level and "
+    "band (saliency and input x gradient), per parameter.",
+    "top_coefficients.png": "A test map and the maps rebuilt from its most-attributed "
+    "wavelet coefficients (input x gradient), per parameter.",
+    "fourier_trim.png": "TRIM over Fourier annuli: which angular scales (multipoles) the "
+    "teacher uses, per parameter.",
+    "pred_vs_true.png": "Predicted against true parameters on the test split.",
+    "validation_grid.png": "Validation score of the paper's student over the lambda x gamma "
+    "grid (best histogram range per point); the selection uses validation only.",
+    "constraints.png": "Residuals of the orthogonal-wavelet conditions of the selected wavelet.",
+}
+
+
+def _load(run_dir: Path) -> dict[str, Any]:
+    ev = run_dir / "evaluate"
+    for name in ("selection.json", "interpretation.json", "validation.json"):
+        if not (ev / name).is_file():
+            raise FileNotFoundError(f"{ev / name}: missing; run 'awd cosmology evaluate' first")
+    with np.load(ev / "interpretation.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    with np.load(ev / "predictions.npz", allow_pickle=False) as z:
+        preds = {k: z[k] for k in z.files}
+    return {
+        "metrics": read_metrics(ev / "metrics.csv"),
+        "selection": json.loads((ev / "selection.json").read_text()),
+        "interp": json.loads((ev / "interpretation.json").read_text()),
+        "validation": json.loads((ev / "validation.json").read_text()),
+        "arrays": arrays,
+        "preds": preds,
+    }
+
+
+def _wavelet_fig(interp: dict, init: str = "db5"):
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    chosen = interp.get("wavelet")
+    learned = LearnableWavelet(torch.tensor(interp["h0"][chosen], dtype=torch.float64))
+    for w, style, label in ((LearnableWavelet(init), "--", init), (learned, "-", f"AWD {chosen}")):
+        phi, psi, x = (t.detach().numpy() for t in w.wavefun(level=8))
+        axes[0].plot(x, phi, style, label=label)
+        axes[1].plot(x, psi, style, label=label)
+    axes[0].set_title("scaling function phi")
+    axes[1].set_title("wavelet psi")
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+def _filters_fig(interp: dict, arrays: dict, init: str = "db5"):
+    chosen = interp.get("wavelet")
+    learned = LearnableWavelet(torch.tensor(interp["h0"][chosen], dtype=torch.float64))
+    fig, axes = plt.subplots(4, 4, figsize=(8, 8))
+    for row, (w, name) in enumerate(((LearnableWavelet(init), init), (learned, "AWD"))):
+        lo, hi = w.dec_lo.detach().numpy(), w.dec_hi.detach().numpy()
+        for col, (a, b, tag) in enumerate(
+            ((lo, lo, "LL"), (lo, hi, "LH"), (hi, lo, "HL"), (hi, hi, "HH"))
+        ):
+            ax = axes[row, col]
+            ax.imshow(np.outer(a, b), cmap="RdBu_r")
+            ax.set_title(f"{name} {tag}", fontsize=8)
+        key = "kernels_db5" if row == 0 else "kernels_awd"
+        for col in range(4):
+            ax = axes[row + 2, col]
+            ax.imshow(arrays[key][col], cmap="RdBu_r")
+            ax.set_title(f"{name} 3x3 {['LL', 'LH', 'HL', 'HH'][col]}", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def _hist_fig(arrays: dict):
+    means, edges, params = arrays["hist_mean"], arrays["hist_edges"], arrays["hist_params"]
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3))
+    om = params[:, 0]
+    cmap = plt.get_cmap("viridis")
+    norm = plt.Normalize(om.min(), om.max() if om.max() > om.min() else om.min() + 1)
+    for k, ax in enumerate(axes):
+        centres = 0.5 * (edges[k][1:] + edges[k][:-1])
+        for c in range(len(means)):
+            ax.plot(centres, means[c, k], color=cmap(norm(om[c])), lw=1)
+        ax.set_title(["LL", "LH", "HL", "HH"][k])
+        ax.set_xlabel("filtered value at peak")
+    axes[0].set_ylabel("mean peaks per map")
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="Omega_m")
+    return fig
+
+
+def _attr_fig(interp: dict):
+    bands = interp["bands"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+    for ax, method in zip(axes, ("saliency", "input_x_gradient"), strict=True):
+        data = interp[f"wavelet_{method}"]
+        x = np.arange(len(bands))
+        for i, p in enumerate(PARAMETERS):
+            v = np.asarray(data[p])
+            ax.bar(x + (i - 0.5) * 0.4, v / v.sum(), 0.4, label=LABELS[p])
+        ax.set_xticks(x, bands, fontsize=8)
+        ax.set_title(f"{method} mass per band (fraction)")
+    axes[0].legend()
+    return fig
+
+
+def _top_fig(interp: dict, arrays: dict):
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
+    panels = [("example_map", "test map")] + [
+        (f"top_{p}", f"top {100 * interp['top_fraction']:g}% coefficients for {p}")
+        for p in PARAMETERS
+    ]
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        im = ax.imshow(arrays[key], cmap="magma")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    return fig
+
+
+def _fourier_fig(interp: dict):
+    edges = np.asarray(interp["fourier_ell_edges"])
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    labels = [f"{edges[i]:.0f}-{edges[i + 1]:.0f}" for i in range(len(edges) - 1)]
+    x = np.arange(len(labels))
+    for i, p in enumerate(PARAMETERS):
+        v = np.asarray(interp["fourier_input_x_gradient"][p])
+        ax.bar(x + (i - 0.5) * 0.4, v / v.sum(), 0.4, label=LABELS[p])
+    ax.set_xticks(x, labels, rotation=45, fontsize=7)
+    ax.set_xlabel("multipole band (ell)")
+    ax.set_ylabel("attribution fraction")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def _pred_fig(preds: dict, metrics: pd.DataFrame):
+    y = preds["y_test"]
+    wanted = ["awd", "awd_multiscale_xgboost", "teacher", "power_peaks_pooled"]
+    methods = [m for m in wanted if m in preds]
+    fig, axes = plt.subplots(2, len(methods), figsize=(3.2 * len(methods), 6.2), squeeze=False)
+    for col, m in enumerate(methods):
+        for row, p in enumerate(PARAMETERS):
+            ax = axes[row, col]
+            ax.scatter(y[:, row], preds[m][:, row], s=3, alpha=0.3)
+            lo, hi = y[:, row].min(), y[:, row].max()
+            ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+            r = metrics[(metrics.method == m) & (metrics.parameter == p)].rmse
+            ax.set_title(f"{m}: {p} RMSE {r.iloc[0]:.4f}" if len(r) else m, fontsize=8)
+            ax.set_xlabel("true")
+            ax.set_ylabel("predicted")
+    fig.tight_layout()
+    return fig
+
+
+def _grid_fig(validation: list, grid_points: list):
+    lams = sorted({p["lambda"] for p in grid_points})
+    gams = sorted({p["gamma"] for p in grid_points})
+    table = np.full((len(lams), len(gams)), np.nan)
+    for p in grid_points:
+        fam = "awd" if p["gamma"] > 0 else "awd_gamma0"
+        scores = [
+            r["val_score"]
+            for r in validation
+            if r["method"] == fam and r.get("wavelet") == p["name"]
+        ]
+        if scores:
+            table[lams.index(p["lambda"]), gams.index(p["gamma"])] = min(scores)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    im = ax.imshow(table, cmap="viridis_r", aspect="auto")
+    ax.set_xticks(range(len(gams)), [f"{g:g}" for g in gams])
+    ax.set_yticks(range(len(lams)), [f"{v:g}" for v in lams])
+    ax.set_xlabel("gamma (attribution L1)")
+    ax.set_ylabel("lambda (coefficient L1)")
+    for i in range(len(lams)):
+        for j in range(len(gams)):
+            if np.isfinite(table[i, j]):
+                ax.text(j, i, f"{table[i, j]:.3f}", ha="center", va="center", fontsize=7, color="w")
+    fig.colorbar(im, label="val mean RMSE / SD")
+    fig.tight_layout()
+    return fig
+
+
+def _constraint_fig(interp: dict):
+    res = interp.get("constraint_residuals", {})
+    names = list(res)
+    vals = [max(abs(v) for v in res[n]) if res[n] else 0.0 for n in names]
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(names, np.maximum(vals, 1e-16))
+    ax.set_yscale("log")
+    ax.set_ylabel("max |residual|")
+    ax.set_title(f"wavelet constraints of {interp.get('wavelet')}")
+    fig.tight_layout()
+    return fig
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Write ``report.html`` (figures embedded as base64 PNG) and the PNGs.
+
+    Parameters
+    ----------
+    run_dir
+        An evaluated cosmology run directory.
+    out
+        Output folder (default ``RUN/report``).
+
+    Returns
+    -------
+    Path
+        The HTML file.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        Not a cosmology run directory, or not evaluated yet.
+    """
+    run_dir = check_run_dir(run_dir)
+    out = Path(out) if out is not None else run_dir / "report"
+    data = _load(run_dir)
+    grid = json.loads((run_dir / "distill" / "grid.json").read_text())["points"]
+    interp, arrays = data["interp"], data["arrays"]
+    figures: dict[str, bytes] = {}
+    makers = {
+        "wavelet.png": lambda: _wavelet_fig(interp),
+        "filters_2d.png": lambda: _filters_fig(interp, arrays),
+        "peak_histograms.png": lambda: _hist_fig(arrays),
+        "attribution_bands.png": lambda: _attr_fig(interp),
+        "top_coefficients.png": lambda: _top_fig(interp, arrays),
+        "fourier_trim.png": lambda: _fourier_fig(interp),
+        "pred_vs_true.png": lambda: _pred_fig(data["preds"], data["metrics"]),
+        "validation_grid.png": lambda: _grid_fig(data["validation"], grid),
+        "constraints.png": lambda: _constraint_fig(interp),
+    }
+    for name, make in makers.items():
+        figures[name] = _png(make())
+        atomic_write(out / name, lambda p, b=figures[name]: p.write_bytes(b))
+    sel = data["selection"]
+    table = data["metrics"].pivot(index="method", columns="parameter", values=["rmse", "rmse_sd"])
+    order = list(dict.fromkeys(data["metrics"].method))
+    rows = []
+    for m in order:
+        cells = "".join(
+            f"<td>{table.loc[m, ('rmse', p)]:.5f} ({table.loc[m, ('rmse_sd', p)]:.5f})</td>"
+            for p in PARAMETERS
+        )
+        t = data["metrics"][data["metrics"].method == m].predict_seconds_per_map.iloc[0]
+        n_par = sel.get("parameters", {}).get(m, "")
+        rows.append(f"<tr><td>{html.escape(m)}</td>{cells}<td>{t:.3g}</td><td>{n_par}</td></tr>")
+    speed = sel.get("speed_ratio_teacher_over_awd")
+    speed_r = sel.get("speed_ratio_resnet18_over_awd")
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>AWD cosmology report</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px}"
+        "img{max-width:100%}</style></head><body>",
+        "<h1>Adaptive wavelet distillation: weak-lensing (Omega_m, sigma_8)</h1>",
+        f"<p>{html.escape(sel.get('split', ''))}. Maps: {sel.get('n_pix')}<sup>2</sup> over "
+        f"{sel.get('side_angle_deg')} deg; train/val/test {sel.get('n_train')}/"
+        f"{sel.get('n_val')}/{sel.get('n_test')}; {sel.get('n_train_cosmologies')} training "
+        "cosmologies.</p>",
+        f"<p>Selected AWD wavelet: <b>{html.escape(str(interp.get('wavelet')))}</b>. "
+        f"End-to-end prediction, teacher forward / AWD student: "
+        f"<b>{speed:.3g}x</b>; a ResNet-18 forward / AWD student: <b>{speed_r:.3g}x</b>"
+        f" ({sel.get('torch_threads')} threads, {sel.get('timing_maps')} maps).</p>"
+        if speed
+        else "",
+        "<h2>Results (test split)</h2><table><tr><th>method</th><th>RMSE Omega_m (SD)</th>"
+        "<th>RMSE sigma_8 (SD)</th><th>seconds per map</th><th>parameters</th></tr>",
+        *rows,
+        "</table>",
+    ]
+    for name, caption in FIGURES.items():
+        b64 = base64.b64encode(figures[name]).decode("ascii")
+        parts.append(
+            f"<h3>{html.escape(name)}</h3><p>{html.escape(caption)}</p>"
+            f"<img alt='{html.escape(name)}' src='data:image/png;base64,{b64}'>"
+        )
+    parts.append("<h2>Selection</h2><pre>")
+    parts.append(html.escape(json.dumps(sel.get("selection", {}), indent=1)))
+    parts.append("</pre></body></html>")
+    text = "\n".join(parts)
+    path = atomic_write(out / "report.html", lambda p: p.write_text(text))
+    atomic_write(out / "metrics.md", lambda p: p.write_text(metrics_markdown(data["metrics"])))
+    logger.info("report written to %s", path)
+    return path
