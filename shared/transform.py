@@ -197,7 +197,14 @@ def _as_wavelet(wavelet: str | Sequence[float] | np.ndarray | Tensor | Learnable
 class _DWTBase(nn.Module):
     ndim: int = 0
 
-    def __init__(self, wavelet, levels: int, mode: str, check_finite: bool) -> None:
+    def __init__(
+        self,
+        wavelet: str | Sequence[float] | np.ndarray | Tensor | LearnableWavelet = "db5",
+        levels: int = 4,
+        mode: Mode = "zero",
+        *,
+        check_finite: bool = True,
+    ) -> None:
         super().__init__()
         _check_mode(mode)
         if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
@@ -273,16 +280,6 @@ class DWT1d(_DWTBase):
     """
 
     ndim = 1
-
-    def __init__(
-        self,
-        wavelet: str | Sequence[float] | np.ndarray | Tensor | LearnableWavelet = "db5",
-        levels: int = 4,
-        mode: Mode = "zero",
-        *,
-        check_finite: bool = True,
-    ) -> None:
-        super().__init__(wavelet, levels, mode, check_finite)
 
     def forward(self, x: Tensor) -> Coeffs1d:
         """Decompose ``x`` of shape ``(N, C, L)`` into ``[cA_J, cD_J, ..., cD_1]``."""
@@ -393,16 +390,6 @@ class DWT2d(_DWTBase):
     """
 
     ndim = 2
-
-    def __init__(
-        self,
-        wavelet: str | Sequence[float] | np.ndarray | Tensor | LearnableWavelet = "db5",
-        levels: int = 4,
-        mode: Mode = "zero",
-        *,
-        check_finite: bool = True,
-    ) -> None:
-        super().__init__(wavelet, levels, mode, check_finite)
 
     def forward(self, x: Tensor) -> Coeffs2d:
         """Decompose ``(N, C, H, W)`` into ``[cA_J, (cH_J, cV_J, cD_J), ..., (cH_1, ...)]``."""
