@@ -173,7 +173,7 @@ def fig_importance(run_dir: str | Path) -> Figure:
             label=labels[key],
         )
     ax.set_xticks(np.arange(len(bands)))
-    coarse = [f"{b}\n(~{2 ** int(b[2:])} s)" for b in bands]
+    coarse = [f"{b}\n(~{2 ** int(b[2:])} samples)" for b in bands]
     ax.set_xticklabels(coarse)
     ax.set_ylabel("share of importance")
     ax.set_title("which timescales matter (coarse -> fine)")
@@ -349,6 +349,16 @@ def results_markdown(run_dir: str | Path) -> str:
                 f"- `{m}` wavelet: lambda={d['lambda']:g}, gamma={d['gamma']:g} "
                 f"(grouped-CV R2 {d['cv_score']:.3f})."
             )
+    for m in ("awd", "awd_gamma0"):
+        path = run / "wavelets" / f"{m}.safetensors"
+        if path.exists():
+            h0 = load_transform(path).wavelet.h0.detach().numpy()
+            db5 = LearnableWavelet("db5").h0.detach().numpy()
+            if h0.shape == db5.shape:
+                lines.append(
+                    f"- `{m}` filter moved from db5 by max |dh0| = {np.abs(h0 - db5).max():.2e} "
+                    f"(relative L2 {np.linalg.norm(h0 - db5) / np.linalg.norm(db5):.2e})."
+                )
     lines += [f"- {n}" for n in goal_notes(metrics)]
     lines += [f"- {n}" for n in paired_differences(run)]
     lines.append(
