@@ -111,8 +111,8 @@ def write_csv(path: str | os.PathLike, rows: list[Mapping[str, Any]]) -> Path:
     --------
     >>> import tempfile, pathlib
     >>> p = write_csv(pathlib.Path(tempfile.mkdtemp()) / "h.csv", [{"epoch": 0, "loss": 1.5}])
-    >>> p.read_text()
-    'epoch,loss\n0,1.5\n'
+    >>> p.read_text().splitlines()
+    ['epoch,loss', '0,1.5']
     """
     import csv
     import io
@@ -166,9 +166,14 @@ def environment_info(seed: int | None = None) -> dict[str, Any]:
 
 
 def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    # Only our own suffixes are stripped: "lam0.001_gam0.01" is a name, not a suffix.
     path = Path(path)
-    base = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
-    return base.with_suffix(".safetensors"), base.with_suffix(".json")
+    name = path.name
+    for suffix in (".safetensors", ".json"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return path.with_name(name + ".safetensors"), path.with_name(name + ".json")
 
 
 def save_transform(

@@ -35,6 +35,13 @@ def _leaves(coeffs):
     return out
 
 
+def test_names_with_dots_do_not_collide(tmp_path):
+    a = save_transform(DWT1d("db2", levels=2), tmp_path / "lam0.001_gam0.01")
+    b = save_transform(DWT1d("db4", levels=3), tmp_path / "lam0.001_gam0.02")
+    assert a.name == "lam0.001_gam0.01.safetensors" and a != b
+    assert load_transform(a).levels == 2 and load_transform(b.with_suffix(".json")).levels == 3
+
+
 def test_truncated_and_mismatched_files(tmp_path):
     path = save_transform(DWT1d("db5", levels=4), tmp_path / "w")
     blob = path.read_bytes()
