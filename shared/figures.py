@@ -1,0 +1,151 @@
+"""Paper figures rebuilt from saved run directories only (plotting never trains).
+
+Every figure is written as PNG and PDF under the output folder together with a CSV of
+the numbers it shows. A committed matplotlib style (``shared/style.mplstyle``) fixes the
+look; PDFs are byte-stable: the creation date comes from ``SOURCE_DATE_EPOCH`` (0 when
+unset) and no other varying metadata is written.
+
+The core builds the figures it can read without domain knowledge (the simulation
+experiment and every sweep's lambda x gamma heatmap); each domain adds its own through a
+``make_figures(results: Path, out: Path, report: FigureReport) -> list[Path]`` hook in
+its ``cli`` module, which the CLI calls (missing inputs go to ``report.missing``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from shared.plots import plot_wavelet
+from shared.runs import atomic_write, load_transform, write_csv
+
+__all__ = ["STYLE", "FigureReport", "make_core_figures", "save_figure"]
+
+logger = logging.getLogger(__name__)
+
+#: The committed matplotlib style of every figure.
+STYLE = Path(__file__).with_name("style.mplstyle")
+
+
+@contextmanager
+def _style():
+    with plt.style.context(str(STYLE)):
+        yield
+
+
+def save_figure(fig, out: Path, name: str, rows: Iterable[Mapping] | pd.DataFrame) -> list[Path]:
+    """Write ``name.png``, ``name.pdf`` (byte-stable) and ``name.csv`` under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    previous = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = previous or "0"
+    try:
+        png, pdf, csv = out / f"{name}.png", out / f"{name}.pdf", out / f"{name}.csv"
+        atomic_write(png, lambda p: fig.savefig(p, format="png", metadata={"Software": None}))
+        atomic_write(
+            pdf,
+            lambda p: fig.savefig(p, format="pdf", metadata={"Creator": None, "Producer": None}),
+        )
+    finally:
+        if previous is None:
+            os.environ.pop("SOURCE_DATE_EPOCH", None)
+    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows)
+    write_csv(csv, records)
+    plt.close(fig)
+    return [png, pdf, csv]
+
+
+class FigureReport:
+    """What was built and what was missing (a missing input never stops the others)."""
+
+    def __init__(self) -> None:
+        self.written: list[Path] = []
+        self.missing: list[str] = []
+
+    def build(self, what: str, needs: list[Path], builder: Callable[[], list[Path]]) -> None:
+        absent = [str(p) for p in needs if not p.exists()]
+        if absent:
+            self.missing.append(f"{what}: missing {', '.join(absent)}")
+            logger.warning("skipping %s: missing %s", what, ", ".join(absent))
+            return
+        self.written.extend(builder())
+
+
+def _simulation_figures(run: Path, out: Path) -> list[Path]:
+    metrics = json.loads((run / "metrics.json").read_text())
+    transform = load_transform(run / "wavelet")
+    with _style():
+        fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+        plot_wavelet(transform.wavelet, "db5", axes=axes[:2], label="AWD (learned)")
+        labels = ["distance to db5", "share on planted level"]
+        start = [metrics["distance_init"], metrics["attribution_mass_init"]]
+        end = [metrics["distance_final"], metrics["attribution_mass_final"]]
+        x = range(len(labels))
+        axes[2].bar([i - 0.2 for i in x], start, width=0.4, label="start (perturbed db5)")
+        axes[2].bar([i + 0.2 for i in x], end, width=0.4, label="after AWD")
+        axes[2].set_xticks(list(x), labels)
+        axes[2].legend(frameon=False, fontsize="small")
+        axes[2].set_title("simulation experiment")
+        fig.tight_layout()
+        rows = [
+            {"quantity": lab, "start": s, "end": e}
+            for lab, s, e in zip(labels, start, end, strict=True)
+        ]
+        return save_figure(fig, out, "simulation_experiment", rows)
+
+
+def _heatmap_figure(summary: Path, out: Path, name: str) -> list[Path]:
+    table = pd.read_csv(summary)
+    grid = table.pivot_table(index="l1_coeffs", columns="l1_attr", values="val_score")
+    with _style():
+        fig, ax = plt.subplots(figsize=(1.5 + 0.8 * grid.shape[1], 1.2 + 0.6 * grid.shape[0]))
+        image = ax.imshow(grid.to_numpy(), aspect="auto", cmap="viridis")
+        ax.set_xticks(range(grid.shape[1]), [f"{v:.3g}" for v in grid.columns], rotation=45)
+        ax.set_yticks(range(grid.shape[0]), [f"{v:.3g}" for v in grid.index])
+        ax.set_xlabel("γ (attribution penalty)")
+        ax.set_ylabel("λ (sparsity penalty)")
+        fig.colorbar(image, ax=ax, label="validation score")
+        ax.set_title(name)
+        fig.tight_layout()
+        return save_figure(fig, out, f"heatmap_{name}", table)
+
+
+def make_core_figures(results: Path, out: Path, report: FigureReport | None = None) -> FigureReport:
+    """The simulation experiment and every sweep heatmap found under ``results``.
+
+    Expects ``results/simulation/`` (a run of ``awd simulation run``) and sweep folders
+    ``results/sweeps/NAME/summary.csv``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> rep = make_core_figures(pathlib.Path(tempfile.mkdtemp()), pathlib.Path(tempfile.mkdtemp()))
+    >>> rep.written, len(rep.missing)
+    ([], 2)
+    """
+    report = report or FigureReport()
+    sim = results / "simulation"
+    report.build(
+        "simulation experiment",
+        [sim / "metrics.json", sim / "wavelet.safetensors"],
+        lambda: _simulation_figures(sim, out),
+    )
+    sweeps = sorted((results / "sweeps").glob("*/summary.csv"))
+    if not sweeps:
+        report.missing.append(f"λ×γ heatmaps: no {results / 'sweeps'}/*/summary.csv")
+    for summary in sweeps:
+        report.build(
+            f"heatmap {summary.parent.name}",
+            [summary],
+            lambda s=summary: _heatmap_figure(s, out, s.parent.name),
+        )
+    return report
