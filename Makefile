@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.awd-installed
 TORCH_VERSION := 2.13.0
 LENSTOOLS_CFLAGS := -DNPY_IN_ARRAY=NPY_ARRAY_IN_ARRAY -DNPY_OUT_ARRAY=NPY_ARRAY_OUT_ARRAY -DNPY_INOUT_ARRAY=NPY_ARRAY_INOUT_ARRAY
 
-.PHONY: help install test test-all demo bench lint format clean
+.PHONY: help install browser test test-all demo bench lint format clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -31,10 +31,16 @@ $(STAMP): pyproject.toml
 	$(PY) -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.startswith('$(TORCH_VERSION)') else 'torch was replaced: ' + v)"
 	touch $(STAMP)
 
-test: install  ## the fast test suite (what CI runs)
+browser:  ## Chromium + ChromeDriver for the report tests (Debian packages, if missing)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { command -v apt-get >/dev/null && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	  echo "Chromium could not be installed: the browser tests of the reports will be skipped"
+
+test: install browser  ## the fast test suite (what CI runs)
 	$(PY) -m pytest -q
 
-test-all: install  ## every test, the slow ones included
+test-all: install browser  ## every test, the slow ones included
 	$(PY) -m pytest -q -m ''
 
 demo: install  ## the main job on embedded default data (writes results/demo/)
