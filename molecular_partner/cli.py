@@ -152,13 +152,9 @@ def _read_data(data: Path):
 
 def _validation_cells(table, n: int, seed: int) -> list[str]:
     """Training cells held out for early stopping (never test cells)."""
-    import numpy as np
+    from molecular_partner.sweep import validation_cells
 
-    cells = sorted(table.loc[table["split"] == "train", "cell"].astype(str).unique())
-    if n == 0 or len(cells) < 2:
-        return []
-    n = min(n, len(cells) - 1)
-    return sorted(np.random.default_rng(seed).permutation(cells)[:n].tolist())
+    return validation_cells(table, n, seed)
 
 
 def _traces(table):

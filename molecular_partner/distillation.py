@@ -2,17 +2,22 @@
 
 Each grid point trains the lowpass filter of a :class:`~shared.DWT1d` (db5, J=4, ``zero``
 by default) on the AWD objective with TRIM saliency through the frozen teacher
-(:func:`shared.distill`). For every lambda the gammas run in increasing order from the
-initial wavelet, each warm-started from the previous one, as the reference's continuation
-path does. Every point is saved with :func:`shared.save_transform` as soon as it is done,
-and a checkpoint per point lets an interrupted grid resume.
+(:func:`shared.distill`). The grid runs through the chains of :mod:`shared.sweep`: for
+every lambda the gammas run in increasing order, the first from the initial wavelet and
+each next one warm-started from the previous point's saved wavelet, as the reference's
+continuation path does. Every point is saved (``<point>/wavelet.*`` and ``point.json``) as
+soon as it is done, and a checkpoint per point lets an interrupted grid resume.
+
+:func:`distill_point` is the one place where a point is distilled; the grid here and the
+``awd sweep molecular-partner`` task (:mod:`molecular_partner.sweep`) both call it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
+import shutil
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,27 +28,199 @@ import torch
 from molecular_partner.config import DistillSettings
 from shared import DistillConfig, DWT1d, PenaltyWeights, distill, load_transform, save_transform
 from shared.runs import write_json
+from shared.sweep import SweepConfig, point_name
 
-__all__ = ["distill_grid", "grid_name", "read_grid"]
+__all__ = ["distill_grid", "distill_point", "grid_name", "read_grid"]
 
 logger = logging.getLogger(__name__)
 
 
 def grid_name(lam: float, gamma: float) -> str:
-    """File-safe name of a grid point (no dots: they would read as file suffixes).
+    """Name (and folder) of a grid point, the sweep engine's :func:`shared.sweep.point_name`.
 
     Examples
     --------
     >>> grid_name(0.001, 0.0)
-    'lam0p001_gam0'
+    'lam0.001_gam0'
     """
-    return f"lam{lam:g}_gam{gamma:g}".replace(".", "p").replace("-", "m")
+    return point_name(PenaltyWeights(l1_coeffs=float(lam), l1_attr=float(gamma)))
 
 
-def _reconstruction_error(transform: DWT1d, x: torch.Tensor) -> float:
+def reconstruction_error(transform: DWT1d, x: torch.Tensor) -> float:
+    """Relative L2 error of ``inverse(forward(x))``.
+
+    Examples
+    --------
+    >>> reconstruction_error(DWT1d("db5", 4, "zero"), torch.randn(4, 1, 40)) < 1e-5
+    True
+    """
     with torch.no_grad():
         rec = transform.inverse(transform(x))
         return float((rec - x).norm() / x.norm().clamp_min(1e-12))
+
+
+def distill_point(
+    x_train: torch.Tensor,
+    teacher: torch.nn.Module,
+    settings: DistillSettings,
+    weights: PenaltyWeights,
+    warm_start: Path | None,
+    out: Path,
+    *,
+    x_val: torch.Tensor | None = None,
+    target: int = 0,
+    progress: bool | None = None,
+) -> tuple[DWT1d, list[dict[str, float]], dict[str, Any]]:
+    """Distil one grid point and save it as ``out/wavelet.safetensors|json``.
+
+    Parameters
+    ----------
+    x_train : Tensor
+        Training traces ``(N, 1, L)``.
+    teacher : nn.Module
+        Frozen teacher taking ``(N, 1, L)``.
+    settings : DistillSettings
+        Wavelet and optimisation settings (its grid is not used here).
+    weights : PenaltyWeights
+        The point's lambda (``l1_coeffs``) and gamma (``l1_attr``).
+    warm_start : path, optional
+        The previous point's saved wavelet (``<point>/wavelet``); used only when
+        ``settings.warm_start`` is true, else the point starts from ``settings.wavelet``.
+    out : path
+        The point's folder; ``checkpoint/`` inside it lets an interrupted point resume.
+    x_val : Tensor, optional
+        Validation traces (held-out training cells) for early stopping.
+    target : int
+        Teacher output attributed.
+    progress : bool, optional
+        Progress bars; default only on a terminal.
+
+    Returns
+    -------
+    transform : DWT1d
+    history : list of dict
+        Per-epoch loss terms.
+    extra : dict
+        The metadata saved with the wavelet (``warm_start_from``, ``initial_h0``, ...).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from molecular_partner.teacher import LSTMTeacher
+    >>> x = torch.randn(20, 1, 40)
+    >>> w = PenaltyWeights(l1_coeffs=1e-3, l1_attr=0.1)
+    >>> s = DistillSettings(epochs=1)
+    >>> t, h, meta = distill_point(x, LSTMTeacher().eval(), s, w, None, Path(tempfile.mkdtemp()))
+    >>> len(h), meta["warm_start_from"]
+    (1, None)
+    """
+    s = settings
+    out = Path(out)
+    if warm_start is not None and s.warm_start:
+        start = load_transform(warm_start)
+        if (start.levels, start.mode) != (s.levels, s.mode):
+            raise ValueError(
+                f"{warm_start}: warm start has levels={start.levels}, mode={start.mode!r}; "
+                f"the settings ask for levels={s.levels}, mode={s.mode!r}"
+            )
+        # Keep naming the wavelet the chain started from (plots and reports show it).
+        start.wavelet.init_name = s.wavelet
+        source = Path(warm_start).parent.name
+    else:
+        start = DWT1d(s.wavelet, levels=s.levels, mode=s.mode)
+        source = None
+    initial_h0 = start.wavelet.h0.detach().clone()
+    config = DistillConfig(
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        lr=s.lr,
+        attr_method=s.attr_method,
+        patience=s.patience,
+        seed=s.seed,
+    )
+    transform, history = distill(
+        x_train,
+        transform=start,
+        teacher=teacher,
+        weights=weights,
+        target=target,
+        config=config,
+        val_data=x_val,
+        checkpoint_dir=out / "checkpoint",
+        resume=True,
+        progress=progress,
+    )
+    extra = {
+        # A folder name relative to the grid, so a grid can be moved or shared.
+        "warm_start_from": source,
+        "initial_h0": initial_h0.tolist(),
+        "lambda": weights.l1_coeffs,
+        "gamma": weights.l1_attr,
+        "settings": asdict(s),
+    }
+    save_transform(
+        transform, out / "wavelet", weights=weights, history=history, seed=s.seed, extra=extra
+    )
+    # The saved wavelet supersedes the checkpoint; keep the run directory small.
+    shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    return transform, history, extra
+
+
+# Inputs of the grids running in this process, by token: the grid's chains always run in
+# process, so the task finds its arrays and teacher here instead of in files.
+_LIVE: dict[str, dict[str, Any]] = {}
+
+
+class _GridTask:
+    """The distillation grid as a sweep task (chains of :mod:`shared.sweep`).
+
+    Its ``val_score`` is the point's final distillation loss (on the validation traces
+    when given): the grid only distils; students are selected later, by
+    :func:`molecular_partner.evaluate.evaluate`.
+    """
+
+    greater_is_better = False
+
+    def __init__(self, base: dict[str, Any]) -> None:
+        try:
+            self.live = _LIVE[base["token"]]
+        except KeyError:
+            raise ValueError("the distillation grid task runs only inside distill_grid") from None
+
+    def prepare(self, root: Path) -> None:  # inputs are already in memory
+        return None
+
+    def run_point(
+        self, weights: PenaltyWeights, warm_start: Path | None, out: Path
+    ) -> dict[str, float]:
+        live = self.live
+        transform, history, _ = distill_point(
+            live["x"],
+            live["teacher"],
+            live["settings"],
+            weights,
+            warm_start,
+            out,
+            x_val=live["x_val"],
+            target=live["target"],
+            progress=live["progress"],
+        )
+        last = history[-1] if history else {}
+        loss = last.get("val_total", last.get("train_total"))
+        error = reconstruction_error(transform, live["x"])
+        logger.info("%s: %d epochs, reconstruction error %.2e", out.name, len(history), error)
+        return {
+            "val_score": float("nan") if loss is None else float(loss),
+            "epochs_run": float(len(history)),
+            "reconstruction_error": error,
+        }
+
+    def test_score(self, out: Path) -> dict[str, float]:  # never called: no selection here
+        return {}
+
+
+def _make_grid_task(base: dict[str, Any]) -> _GridTask:
+    return _GridTask(base)
 
 
 def distill_grid(
@@ -56,7 +233,7 @@ def distill_grid(
     target: int = 0,
     progress: bool | None = None,
 ) -> list[dict[str, Any]]:
-    """Distil one wavelet per (lambda, gamma) and save them under ``out_dir/wavelets``.
+    """Distil one wavelet per (lambda, gamma); one folder per point under ``out_dir``.
 
     Parameters
     ----------
@@ -67,8 +244,9 @@ def distill_grid(
     settings : DistillSettings, optional
         Wavelet, grid and optimisation settings.
     out_dir : path
-        Run directory; ``wavelets/<name>.safetensors|json`` and ``grid.json`` are written.
-        Points already saved there are loaded instead of retrained (resume).
+        Run directory; ``<point>/wavelet.safetensors|json``, ``<point>/point.json`` and
+        ``grid.json`` are written. Finished points are loaded instead of retrained
+        (resume).
     x_val : ndarray, optional
         Validation traces (held-out training cells) for early stopping.
     target : int
@@ -80,7 +258,8 @@ def distill_grid(
     -------
     list of dict
         One entry per point: ``name``, ``lambda``, ``gamma``, ``path``,
-        ``warm_start_from``, ``epochs_run``, ``seconds``, ``reconstruction_error``.
+        ``warm_start_from``, ``epochs_run``, ``seconds``, ``reconstruction_error``,
+        ``final_val_total``.
 
     Examples
     --------
@@ -89,8 +268,10 @@ def distill_grid(
     >>> x = np.random.default_rng(0).standard_normal((20, 40)).astype(np.float32)
     >>> s = DistillSettings(lambdas=(0.001,), gammas=(0.0, 0.1), epochs=1)
     >>> [e["name"] for e in distill_grid(x, LSTMTeacher(), s, out_dir=tempfile.mkdtemp())]
-    ['lam0p001_gam0', 'lam0p001_gam0p1']
+    ['lam0.001_gam0', 'lam0.001_gam0.1']
     """
+    from shared.sweep import _run_chain
+
     s = settings or DistillSettings()
     out = Path(out_dir)
     x = np.asarray(x_train, dtype=np.float32)
@@ -103,80 +284,42 @@ def distill_grid(
     teacher.eval()  # the teacher is frozen; LSTM has no dropout, so this only quiets warnings
     with torch.no_grad():
         teacher(xt[:1])  # a trace length the teacher refuses fails here, not mid-grid
-    entries: list[dict[str, Any]] = []
-    for lam in sorted(s.lambdas):
-        previous: str | None = None
-        transform = DWT1d(s.wavelet, levels=s.levels, mode=s.mode)
-        for gamma in sorted(s.gammas):
-            name = grid_name(lam, gamma)
-            path = out / "wavelets" / f"{name}.safetensors"
-            weights = PenaltyWeights(l1_coeffs=lam, l1_attr=gamma)
-            tic = time.perf_counter()
-            if path.exists() and path.with_suffix(".json").exists():
-                logger.info("%s: already distilled, loaded", name)
-                transform = load_transform(path)
-                meta = json.loads(path.with_suffix(".json").read_text())
-                history = meta.get("history") or []
-            else:
-                if previous is None or not s.warm_start:
-                    start = DWT1d(s.wavelet, levels=s.levels, mode=s.mode)
-                else:
-                    start = DWT1d(
-                        transform.wavelet.h0.detach().clone(), levels=s.levels, mode=s.mode
-                    )
-                    start.wavelet.init_name = s.wavelet
-                config = DistillConfig(
-                    epochs=s.epochs,
-                    batch_size=s.batch_size,
-                    lr=s.lr,
-                    attr_method=s.attr_method,
-                    patience=s.patience,
-                    seed=s.seed,
-                )
-                transform, history = distill(
-                    xt,
-                    transform=start,
-                    teacher=teacher,
-                    weights=weights,
-                    target=target,
-                    config=config,
-                    val_data=xv,
-                    checkpoint_dir=out / "checkpoints" / name,
-                    resume=True,
-                    progress=progress,
-                )
-                save_transform(
-                    transform,
-                    path,
-                    weights=weights,
-                    history=history,
-                    seed=s.seed,
-                    extra={
-                        "warm_start_from": previous if s.warm_start else None,
-                        "lambda": lam,
-                        "gamma": gamma,
-                        "settings": asdict(s),
-                    },
-                )
-            entry = {
-                "name": name,
-                "lambda": lam,
-                "gamma": gamma,
-                "path": str(Path("wavelets") / f"{name}.safetensors"),
-                "warm_start_from": previous if s.warm_start else None,
-                "epochs_run": len(history),
-                "seconds": time.perf_counter() - tic,
-                "reconstruction_error": _reconstruction_error(transform, xt),
-                "final_val_total": history[-1].get("val_total") if history else None,
+    sweep = SweepConfig(domain="molecular-partner", l1_coeffs=s.lambdas, l1_attr=s.gammas)
+    out.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    _LIVE[token] = {
+        "x": xt,
+        "x_val": xv,
+        "teacher": teacher,
+        "settings": s,
+        "target": target,
+        "progress": progress,
+    }
+    factory = f"{__name__}:_make_grid_task"
+    records: list[dict[str, Any]] = []
+    try:
+        for chain in sweep.chains():
+            records += _run_chain(factory, {"token": token}, str(out), [w.to_dict() for w in chain])
+    finally:
+        del _LIVE[token]
+    entries = []
+    for r in records:
+        meta = json.loads((out / r["point"] / "wavelet.json").read_text())
+        epochs = int(r["epochs_run"])
+        entries.append(
+            {
+                "name": r["point"],
+                "lambda": r["l1_coeffs"],
+                "gamma": r["l1_attr"],
+                "path": str(Path(r["point"]) / "wavelet.safetensors"),
+                # From the wavelet's own metadata: None when warm starts are off.
+                "warm_start_from": meta["extra"]["warm_start_from"],
+                "epochs_run": epochs,
+                "seconds": r["seconds"],
+                "reconstruction_error": r["reconstruction_error"],
+                "final_val_total": (meta.get("history") or [{}])[-1].get("val_total"),
             }
-            logger.info(
-                "%s: %d epochs, reconstruction error %.2e",
-                name,
-                entry["epochs_run"],
-                entry["reconstruction_error"],
-            )
-            entries.append(entry)
-            previous = name
+        )
     write_json(out / "grid.json", {"settings": asdict(s), "entries": entries})
     return entries
 

@@ -80,7 +80,7 @@ def test_distill_run(pipeline):
     grid = json.loads((pipeline / "distill" / "grid.json").read_text())["entries"]
     assert [(e["lambda"], e["gamma"]) for e in grid] == [(0.001, 0.0), (0.001, 0.01), (0.001, 0.1)]
     # warm starts run along gamma
-    assert [e["warm_start_from"] for e in grid] == [None, "lam0p001_gam0", "lam0p001_gam0p01"]
+    assert [e["warm_start_from"] for e in grid] == [None, "lam0.001_gam0", "lam0.001_gam0.01"]
     filters = []
     for e in grid:
         t = load_transform(pipeline / "distill" / e["path"])
@@ -88,7 +88,13 @@ def test_distill_run(pipeline):
         assert 0 <= e["reconstruction_error"] < 0.1
         filters.append(t.wavelet.h0.detach())
         meta = json.loads((pipeline / "distill" / e["path"]).with_suffix(".json").read_text())
-        assert meta["extra"]["gamma"] == e["gamma"]  # one file per grid point
+        assert meta["extra"]["gamma"] == e["gamma"]  # one folder per grid point
+        assert (pipeline / "distill" / e["name"] / "point.json").exists()
+        assert not (pipeline / "distill" / e["name"] / "checkpoint").exists()
+        # the warm start really loaded the neighbour's saved filter
+        if e["warm_start_from"] is not None:
+            neighbour = load_transform(pipeline / "distill" / e["warm_start_from"] / "wavelet")
+            assert meta["extra"]["initial_h0"] == neighbour.wavelet.h0.tolist()
     assert len({tuple(f.tolist()) for f in filters}) == len(grid)
     assert (pipeline / "distill" / "config.yaml").exists()
     assert (pipeline / "distill" / "env.json").exists()
