@@ -8,7 +8,7 @@ outputs are copied to ``results/molecular_partner/simulated``.
 
 Usage::
 
-    python scripts/molecular_partner_simulated.py            # about 30 min on 2 cores
+    python scripts/molecular_partner_simulated.py            # about 40 min on one thread
     python scripts/molecular_partner_simulated.py --quick    # a smoke run in a minute
 """
 
