@@ -186,6 +186,92 @@ def _synthesis_matrix(h0: Tensor, n: int, mode: str) -> Tensor:
     return analysis_matrix(h0, n, "zero")
 
 
+# -- block-banded products ----------------------------------------------------------------
+# A level's matrix is banded (each row touches ~L columns, plus wrap-around at the edges in
+# the periodic modes). For long axes a dense product wastes most of its flops on zeros, so
+# the rows are cut into blocks and each block multiplies only the columns it touches.
+_BLOCK_ROWS = 32
+_BLOCKED_MIN_COLS = 96
+Plan = tuple[tuple[int, int, tuple[tuple[int, int], ...]], ...]
+_PLAN_CACHE: dict[tuple, Plan] = {}
+
+
+def _band_mask(n: int, filter_len: int, mode: str, synthesis: bool) -> np.ndarray:
+    """Nonzero pattern ``(m, n)`` of one band's analysis (or synthesis) matrix."""
+    if synthesis:
+        if mode == "periodization":
+            return _band_mask(n + n % 2, filter_len, "periodization", False)[:, :n]
+        mode = "zero"
+    flat, _, rows, cols = _pattern(n, filter_len, mode, torch.device("cpu"))
+    mask = np.zeros(rows * cols, dtype=bool)
+    mask[flat.numpy()] = True
+    # Both bands share the pattern; keep the lowpass half.
+    return mask.reshape(rows, cols)
+
+
+def _plan_of(mask: np.ndarray) -> Plan:
+    """Row blocks with the column ranges each touches (one full range when not worth it)."""
+    rows, cols = mask.shape
+    full = ((0, rows, ((0, cols),)),)
+    if cols < _BLOCKED_MIN_COLS or rows < 2 * _BLOCK_ROWS:
+        return full
+    plan = []
+    touched = 0
+    for r0 in range(0, rows, _BLOCK_ROWS):
+        r1 = min(rows, r0 + _BLOCK_ROWS)
+        used = np.flatnonzero(mask[r0:r1].any(0))
+        if used.size == 0:
+            continue
+        # Contiguous runs, merged across small gaps (one product beats two thin ones).
+        breaks = np.flatnonzero(np.diff(used) > 16)
+        starts = np.concatenate([[used[0]], used[breaks + 1]])
+        ends = np.concatenate([used[breaks], [used[-1]]]) + 1
+        ranges = tuple((int(a), int(b)) for a, b in zip(starts, ends, strict=True))
+        touched += sum(b - a for a, b in ranges) * (r1 - r0)
+        plan.append((r0, r1, ranges))
+    if touched > 0.6 * rows * cols:
+        return full
+    return tuple(plan)
+
+
+def _plan(n: int, filter_len: int, mode: str, synthesis: bool, transpose: bool) -> Plan:
+    key = (n, filter_len, mode, synthesis, transpose)
+    plan = _PLAN_CACHE.get(key)
+    if plan is None:
+        mask = _band_mask(n, filter_len, mode, synthesis)
+        plan = _plan_of(mask.T if transpose else mask)
+        _PLAN_CACHE[key] = plan
+    return plan
+
+
+def _rows_product(x: Tensor, matrix: Tensor, plan: Plan) -> Tensor:
+    """``x @ matrix.T`` for a banded ``matrix`` (p, q) and ``x`` (..., q)."""
+    if len(plan) == 1 and plan[0][2] == ((0, matrix.shape[1]),):
+        return x @ matrix.T
+    parts = []
+    for r0, r1, ranges in plan:
+        part = None
+        for c0, c1 in ranges:
+            term = x[..., c0:c1] @ matrix[r0:r1, c0:c1].T
+            part = term if part is None else part + term
+        parts.append(part)
+    return torch.cat(parts, dim=-1)
+
+
+def _cols_product(matrix: Tensor, x: Tensor, plan: Plan) -> Tensor:
+    """``matrix @ x`` for a banded ``matrix`` (p, q) and ``x`` (B, q, W)."""
+    if len(plan) == 1 and plan[0][2] == ((0, matrix.shape[1]),):
+        return matrix @ x
+    parts = []
+    for r0, r1, ranges in plan:
+        part = None
+        for c0, c1 in ranges:
+            term = matrix[r0:r1, c0:c1] @ x[..., c0:c1, :]
+            part = term if part is None else part + term
+        parts.append(part)
+    return torch.cat(parts, dim=-2)
+
+
 def _as_wavelet(wavelet: str | Sequence[float] | np.ndarray | Tensor | LearnableWavelet):
     if isinstance(wavelet, LearnableWavelet):
         return wavelet
@@ -407,12 +493,20 @@ class DWT2d(_DWTBase):
             a_w = a_h if rows[j] == cols[j] else analysis_matrix(h0, cols[j], self.mode)
             mh, mw = rows[j + 1], cols[j + 1]
             lo_h, hi_h = a_h[:mh], a_h[mh:]
+            plan_w = _plan(cols[j], len(self.wavelet), self.mode, False, False)
+            plan_h = _plan(rows[j], len(self.wavelet), self.mode, False, False)
             # One product per band keeps every output contiguous: slicing one big product
             # instead costs zero-filled copies in every backward pass.
-            t_lo = approx @ a_w[:mw].T
-            t_hi = approx @ a_w[mw:].T
-            details.append((hi_h @ t_lo, lo_h @ t_hi, hi_h @ t_hi))
-            approx = lo_h @ t_lo
+            t_lo = _rows_product(approx, a_w[:mw], plan_w)
+            t_hi = _rows_product(approx, a_w[mw:], plan_w)
+            details.append(
+                (
+                    _cols_product(hi_h, t_lo, plan_h),
+                    _cols_product(lo_h, t_hi, plan_h),
+                    _cols_product(hi_h, t_hi, plan_h),
+                )
+            )
+            approx = _cols_product(lo_h, t_lo, plan_h)
         self._sizes[tuple(details[0][0].shape[-2:])] = (height, width)
 
         def shaped(c: Tensor) -> Tensor:
@@ -478,10 +572,13 @@ class DWT2d(_DWTBase):
                     f"shape {(r, c)}"
                 )
             mh, mw = a.shape[-2:]
-            w_lo, w_hi = s_w[:mw], s_w[mw:]
-            upper = (a @ w_lo).add_(cv @ w_hi)
-            lower = (ch @ w_lo).add_(cd @ w_hi)
-            a = (s_h[:mh].T @ upper).add_(s_h[mh:].T @ lower)
+            length = len(self.wavelet)
+            plan_w = _plan(c, length, self.mode, True, True)
+            plan_h = _plan(r, length, self.mode, True, True)
+            w_lo, w_hi = s_w[:mw].T, s_w[mw:].T
+            upper = _rows_product(a, w_lo, plan_w) + _rows_product(cv, w_hi, plan_w)
+            lower = _rows_product(ch, w_lo, plan_w) + _rows_product(cd, w_hi, plan_w)
+            a = _cols_product(s_h[:mh].T, upper, plan_h) + _cols_product(s_h[mh:].T, lower, plan_h)
         return a.reshape(n_batch, channels, *a.shape[-2:])
 
     @staticmethod
