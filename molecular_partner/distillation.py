@@ -270,7 +270,7 @@ def distill_grid(
     >>> [e["name"] for e in distill_grid(x, LSTMTeacher(), s, out_dir=tempfile.mkdtemp())]
     ['lam0.001_gam0', 'lam0.001_gam0.1']
     """
-    from shared.sweep import _run_chain
+    from shared.sweep import run_chain
 
     s = settings or DistillSettings()
     out = Path(out_dir)
@@ -299,7 +299,7 @@ def distill_grid(
     records: list[dict[str, Any]] = []
     try:
         for chain in sweep.chains():
-            records += _run_chain(factory, {"token": token}, str(out), [w.to_dict() for w in chain])
+            records += run_chain(factory, {"token": token}, str(out), [w.to_dict() for w in chain])
     finally:
         del _LIVE[token]
     entries = []

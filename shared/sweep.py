@@ -38,7 +38,14 @@ import numpy as np
 from shared.losses import PenaltyWeights
 from shared.runs import atomic_write, write_csv, write_json
 
-__all__ = ["SweepConfig", "SweepTask", "check_ray_address", "point_name", "run_sweep"]
+__all__ = [
+    "SweepConfig",
+    "SweepTask",
+    "check_ray_address",
+    "point_name",
+    "run_chain",
+    "run_sweep",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -139,10 +146,32 @@ def _log_event(root: Path, **event: Any) -> None:
         fh.write(json.dumps({"time": time.time(), "pid": os.getpid(), **event}) + "\n")
 
 
-def _run_chain(
+def run_chain(
     factory: str, base: dict, root: str, chain: list[dict], threads: int | None = None
 ) -> list[dict]:
-    """Run one chain (resuming after its last finished point); return its point records."""
+    """Run one chain of points in order, each warm-started from the previous one.
+
+    Finished points (with ``point.json``) are skipped, so a rerun continues after the last
+    finished point. Selection is not done here; :func:`run_sweep` does it.
+
+    Parameters
+    ----------
+    factory : str
+        ``"module:function"`` building the task from ``base``.
+    base : dict
+        Task settings.
+    root : str
+        The sweep folder.
+    chain : list of dict
+        ``PenaltyWeights`` fields of each point, in order.
+    threads : int, optional
+        torch threads of this process (parallel chains share the cores).
+
+    Returns
+    -------
+    list of dict
+        One record per point (weights, warm start, seconds, scores).
+    """
     if threads is not None:
         # Parallel chains share the cores: one thread pool per chain, not per core.
         import torch
@@ -215,7 +244,7 @@ def _run_ray(config: SweepConfig, factory: str, root: Path, chains: list[list[di
     threads = max(1, int(config.cpus_per_trial))
 
     def trainable(params: dict) -> dict:
-        records = _run_chain(factory, config.base, str(root), chains[params["chain"]], threads)
+        records = run_chain(factory, config.base, str(root), chains[params["chain"]], threads)
         return {"points": len(records)}
 
     resources = {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
@@ -279,11 +308,13 @@ def run_sweep(
         _run_ray(config, factory, root, chains)
     elif config.workers == 1:
         for chain in chains:
-            _run_chain(factory, config.base, str(root), chain)
+            run_chain(factory, config.base, str(root), chain)
     else:
+        threads = max(1, (os.cpu_count() or 1) // config.workers)
         with ProcessPoolExecutor(config.workers, mp_context=get_context("spawn")) as pool:
             futures = [
-                pool.submit(_run_chain, factory, config.base, str(root), chain) for chain in chains
+                pool.submit(run_chain, factory, config.base, str(root), chain, threads)
+                for chain in chains
             ]
             for future in futures:
                 future.result()
