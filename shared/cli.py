@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -202,7 +201,7 @@ def demo(
         summary[command] = hook(out / command.replace("-", "_"))
     summary["seconds"] = {"total": time.perf_counter() - tic}
     write_json(out / "summary.json", summary)
-    (out / "summary.md").write_text(_summary_markdown(summary))
+    (out / "summary.md").write_text(_summary_markdown(summary, out))
     seconds = summary["seconds"]["total"]
     typer.echo(f"demo finished in {seconds:.0f} s; summary: {out / 'summary.md'}")
     for name, part in summary.items():
@@ -211,7 +210,15 @@ def demo(
             typer.echo(f"  {name} report: {report}")
 
 
-def _summary_markdown(summary: dict) -> str:
+def _display_path(path: str | Path, base: Path) -> str:
+    """``path`` relative to ``base`` when it lies inside it (no machine paths in summaries)."""
+    try:
+        return str(Path(path).resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _summary_markdown(summary: dict, summary_dir: Path) -> str:
     lines = ["# awd demo", ""]
     sim = summary["simulation"]["metrics"]
     lines += [
@@ -235,7 +242,7 @@ def _summary_markdown(summary: dict) -> str:
         if table:
             lines += [table, ""]
         if part.get("report"):
-            lines += [f"Report: `{os.path.relpath(part['report'])}`", ""]
+            lines += [f"Report: `{_display_path(part['report'], summary_dir)}`", ""]
     lines.append(f"Total time: {summary['seconds']['total']:.0f} s.")
     return "\n".join(lines) + "\n"
 
