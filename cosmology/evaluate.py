@@ -101,6 +101,8 @@ class _Choice:
     val_score: float
     features: Any = None
     model: Any = None
+    Xtr: Any = None  # training features and targets, kept for the final refit
+    ytr: Any = None
 
 
 def _score(pred: np.ndarray, y: np.ndarray, scale: np.ndarray) -> float:
@@ -361,7 +363,7 @@ def run_evaluate(run_dir: str | os.PathLike, cfg: RunConfig, splits=None) -> pd.
             )
             if method not in best or score < best[method].val_score:
                 best[method] = _Choice(
-                    method, cand.family, cand.setting, pname, score, feats, factory
+                    method, cand.family, cand.setting, pname, score, feats, factory, Xtr, ytr_c
                 )
         logger.info(
             "validation: %s %s (%.1f s)", cand.family, cand.setting, time.perf_counter() - tic
@@ -406,6 +408,8 @@ def run_evaluate(run_dir: str | os.PathLike, cfg: RunConfig, splits=None) -> pd.
                     score,
                     feats,
                     factory,
+                    Xtr,
+                    ytr,
                 )
     if ms_best is not None:
         best["awd_multiscale_ridge"] = ms_best
@@ -417,7 +421,7 @@ def run_evaluate(run_dir: str | os.PathLike, cfg: RunConfig, splits=None) -> pd.
             seed=s.seed,
         )
         feats = ms_best.features
-        res = _fit_predict(xgb, feats.transform(xtr), ytr, feats.transform(xva))
+        res = _fit_predict(xgb, ms_best.Xtr, ytr, feats.transform(xva))
         if res is not None:
             best["awd_multiscale_xgboost"] = _Choice(
                 "awd_multiscale_xgboost",
@@ -427,6 +431,8 @@ def run_evaluate(run_dir: str | os.PathLike, cfg: RunConfig, splits=None) -> pd.
                 _score(res[1], yva, scale),
                 feats,
                 xgb,
+                ms_best.Xtr,
+                ytr,
             )
 
     # --- test ----------------------------------------------------------------------------
@@ -477,17 +483,8 @@ def run_evaluate(run_dir: str | os.PathLike, cfg: RunConfig, splits=None) -> pd.
         if method not in best:
             continue
         choice = best[method]
-        if "train_maps" in choice.setting:
-            itr = np.sort(
-                np.random.default_rng(cfg.student.seed).choice(
-                    len(xtr), choice.setting["train_maps"], replace=False
-                )
-            )
-            model = choice.model().fit(
-                choice.features.transform(xtr[torch.as_tensor(itr)]), ytr[itr]
-            )
-        else:
-            model = choice.model().fit(choice.features.transform(xtr), ytr)
+        # The training features of validation time: the same maps, not computed twice.
+        model = choice.model().fit(choice.Xtr, choice.ytr)
         pred = model.predict(choice.features.transform(xte))
 
         def run_once(model=model, feats=choice.features) -> None:

@@ -57,6 +57,8 @@ def main() -> None:
     ap.add_argument("--noiseless", action="store_true", help="No shape noise, no smoothing.")
     ap.add_argument("--work", type=Path, default=Path("runs/cosmology"), help="Maps and runs.")
     ap.add_argument("--results", type=Path, default=Path("results/cosmology"))
+    ap.add_argument("--results-name", default=None, help="Folder under --results (default --name).")
+    ap.add_argument("--force-evaluate", action="store_true", help="Re-evaluate a finished run.")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1, help="Simulation processes.")
     ap.add_argument(
@@ -116,14 +118,21 @@ def main() -> None:
     times["distill"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
-    run_evaluate(run_dir, cfg, splits=splits)
+    metrics = run_dir / "evaluate" / "metrics.csv"
+    grid = run_dir / "distill" / "grid.json"
+    if (
+        args.force_evaluate
+        or not metrics.exists()
+        or metrics.stat().st_mtime < grid.stat().st_mtime
+    ):
+        run_evaluate(run_dir, cfg, splits=splits)
     times["evaluate"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
     write_report(run_dir)
     times["report"] = time.perf_counter() - tic
 
-    dest = args.results / name
+    dest = args.results / (args.results_name or name)
     dest.mkdir(parents=True, exist_ok=True)
     for f in RESULT_FILES:
         shutil.copyfile(run_dir / "evaluate" / f, dest / f)
