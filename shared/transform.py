@@ -321,6 +321,20 @@ class _DWTBase(nn.Module):
         if self.check_finite and not bool(torch.isfinite(x).all()):
             raise ValueError(f"{what} contains NaN or inf values")
 
+    def _coefficient_list(self, coeffs: Sequence, layout: str) -> tuple[list, Tensor]:
+        """Check a pywt-ordered list for the inverse; return it and its cA_J."""
+        coeffs = list(coeffs)
+        if len(coeffs) != self.levels + 1:
+            raise ValueError(
+                f"expected {self.levels + 1} coefficient arrays (cA_J and J={self.levels} "
+                f"detail levels), got {len(coeffs)}"
+            )
+        approx = coeffs[0]
+        self._check_input(approx, "cA")
+        if approx.ndim != self.ndim + 2:
+            raise ValueError(f"coefficients must have shape {layout}, got {tuple(approx.shape)}")
+        return coeffs, approx
+
     def _level_sizes(self, n: int, axis: str) -> list[int]:
         if self.levels > max_levels(n):
             raise ValueError(
@@ -403,16 +417,7 @@ class DWT1d(_DWTBase):
             the same coefficient layout passed to :meth:`forward` (so odd lengths come
             back), else the even length pywt would return.
         """
-        coeffs = list(coeffs)
-        if len(coeffs) != self.levels + 1:
-            raise ValueError(
-                f"expected {self.levels + 1} coefficient arrays (cA_J and J={self.levels} "
-                f"details), got {len(coeffs)}"
-            )
-        approx = coeffs[0]
-        self._check_input(approx, "cA")
-        if approx.ndim != 3:
-            raise ValueError(f"coefficients must have shape (N, C, n), got {tuple(approx.shape)}")
+        coeffs, approx = self._coefficient_list(coeffs, "(N, C, n)")
         details = [torch.zeros_like(approx) if d is None else d for d in coeffs[1:]]
         finest = details[-1].shape[-1]
         n = size if size is not None else self._sizes.get((finest,), (None,))[0]
@@ -525,18 +530,7 @@ class DWT2d(_DWTBase):
             ``(H, W)`` to return; by default that of the last input with the same
             coefficient layout passed to :meth:`forward`, else pywt's even size.
         """
-        coeffs = list(coeffs)
-        if len(coeffs) != self.levels + 1:
-            raise ValueError(
-                f"expected {self.levels + 1} entries (cA_J and J={self.levels} detail triples), "
-                f"got {len(coeffs)}"
-            )
-        approx = coeffs[0]
-        self._check_input(approx, "cA")
-        if approx.ndim != 4:
-            raise ValueError(
-                f"coefficients must have shape (N, C, h, w), got {tuple(approx.shape)}"
-            )
+        coeffs, approx = self._coefficient_list(coeffs, "(N, C, h, w)")
         n_batch, channels = approx.shape[:2]
         triples = []
         for j, band in enumerate(coeffs[1:]):
