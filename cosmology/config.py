@@ -72,6 +72,7 @@ class TeacherConfig:
     augment: bool = True
     seed: int = 0
     threads: int = 0
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class DistillSettings:
     n_val_maps: int = 200
     warm_start: bool = True
     seed: int = 0
+    device: str = "cpu"
 
 
 @dataclass(frozen=True)

@@ -268,7 +268,9 @@ def run_distill(
                 val_data=x_val,
                 checkpoint_dir=folder,
                 resume=resume,
+                device=s.device,
             )
+            transform = transform.cpu()
             save_transform(
                 transform,
                 path,

@@ -338,8 +338,9 @@ def _val_loss(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> float:
     total = 0.0
     with torch.no_grad():
         for i in range(0, x.shape[0], batch_size):
-            out = model(x[i : i + batch_size])
-            total += float(((out - y[i : i + batch_size]) ** 2).sum())
+            dev = next(model.parameters()).device
+            out = model(x[i : i + batch_size].to(dev))
+            total += float(((out - y[i : i + batch_size].to(dev)) ** 2).sum())
     return total / (x.shape[0] * y.shape[1])
 
 
@@ -399,12 +400,17 @@ def train_teacher(
     torch.manual_seed(config.seed)
     model = build_teacher(config.arch, config.width, train_targets.shape[1])
     model.scale.set_scales(xt, train_targets)
+    # Maps stay on the host; batches move to the device (a GPU for ResNet-18 at 256^2).
+    device = torch.device(config.device)
+    model.to(device)
     yt = model.scale.standardise_targets(train_targets.float())
     yv = model.scale.standardise_targets(val_targets.float())
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     # Halving the rate when validation stalls settles the noisy small-batch optimum.
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
-    fingerprint = {k: v for k, v in asdict(config).items() if k not in ("epochs", "threads")}
+    # Settings that do not change the result may differ on resume.
+    ignored = ("epochs", "threads", "device")
+    fingerprint = {k: v for k, v in asdict(config).items() if k not in ignored}
     fingerprint["n_pix"] = int(xt.shape[-1])
     history: list[dict[str, float]] = []
     start, best_val, best_epoch, bad = 0, math.inf, -1, 0
@@ -454,7 +460,7 @@ def train_teacher(
                 continue
             xb = dihedral_augment(xt[idx], gen) if config.augment else xt[idx]
             optimizer.zero_grad(set_to_none=True)
-            loss = ((model(xb) - yt[idx]) ** 2).mean()
+            loss = ((model(xb.to(device)) - yt[idx].to(device)) ** 2).mean()
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the teacher's loss is {float(loss)} at epoch {epoch}")
             loss.backward()
@@ -494,5 +500,5 @@ def train_teacher(
             logger.info("teacher: early stop at epoch %d (best %d)", epoch, best_epoch)
             break
     model.load_state_dict(best_state)
-    model.eval()
+    model.cpu().eval()
     return model, history
