@@ -140,9 +140,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch threads (pywt always uses one)"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     cases = [
         ("2d 64x1x256x256", (64, 1, 256, 256), 4),
         ("2d 16x1x512x512", (16, 1, 512, 512), 4),

@@ -190,7 +190,7 @@ def _synthesis_matrix(h0: Tensor, n: int, mode: str) -> Tensor:
 # A level's matrix is banded (each row touches ~L columns, plus wrap-around at the edges in
 # the periodic modes). For long axes a dense product wastes most of its flops on zeros, so
 # the rows are cut into blocks and each block multiplies only the columns it touches.
-_BLOCK_ROWS = 32
+_BLOCK_ROWS = 48
 _BLOCKED_MIN_COLS = 96
 Plan = tuple[tuple[int, int, tuple[tuple[int, int], ...]], ...]
 _PLAN_CACHE: dict[tuple, Plan] = {}
@@ -217,8 +217,10 @@ def _plan_of(mask: np.ndarray) -> Plan:
         return full
     plan = []
     touched = 0
-    for r0 in range(0, rows, _BLOCK_ROWS):
-        r1 = min(rows, r0 + _BLOCK_ROWS)
+    # Equal blocks of about _BLOCK_ROWS rows (no thin remainder block).
+    size = -(-rows // -(-rows // _BLOCK_ROWS))
+    for r0 in range(0, rows, size):
+        r1 = min(rows, r0 + size)
         used = np.flatnonzero(mask[r0:r1].any(0))
         if used.size == 0:
             continue
