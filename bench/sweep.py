@@ -20,7 +20,7 @@ from _timing import RESULTS, cpu_busy, load_note, machine
 from shared.sweep import SweepConfig, run_sweep
 
 FACTORY = "shared.simulation:make_sweep_task"
-BASE = {"n_train": 3000, "n_test": 500, "teacher_epochs": 5, "distill": {"epochs": 6}}
+BASE = {"n_train": 8000, "n_test": 1000, "teacher_epochs": 5, "distill": {"epochs": 100}}
 
 
 def main() -> None:
