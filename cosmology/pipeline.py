@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from cosmology.config import (
+    DistillSettings,
     RunConfig,
     check_run_dir,
     load_config,
@@ -39,6 +40,8 @@ from shared.runs import environment_info, load_transform, save_transform, write_
 
 __all__ = [
     "Splits",
+    "distill_inputs",
+    "distill_point",
     "grid_name",
     "load_run_config",
     "load_splits",
@@ -213,6 +216,131 @@ def _grid_order(lambdas, gammas) -> list[tuple[float, float]]:
     return [(lam, g) for lam in lambdas for g in sorted(gammas)]
 
 
+def distill_inputs(splits: Splits, s: DistillSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training and validation maps of distillation, ``(n, 1, N, N)`` float32.
+
+    At most ``s.n_maps`` training and ``s.n_val_maps`` validation maps (0: all), drawn
+    with ``s.seed``; the test split is never used.
+
+    Examples
+    --------
+    >>> sp = Splits({"train": torch.zeros(5, 8, 8), "val": torch.zeros(3, 8, 8)}, {}, {}, 1.0, 8)
+    >>> [tuple(x.shape) for x in distill_inputs(sp, DistillSettings(n_maps=2, n_val_maps=0))]
+    [(2, 1, 8, 8), (3, 1, 8, 8)]
+    """
+    rng = np.random.default_rng(s.seed)
+    x_train = splits.maps["train"]
+    if s.n_maps and s.n_maps < x_train.shape[0]:
+        x_train = x_train[torch.as_tensor(rng.choice(x_train.shape[0], s.n_maps, replace=False))]
+    x_val = splits.maps["val"]
+    if s.n_val_maps and s.n_val_maps < x_val.shape[0]:
+        x_val = x_val[torch.as_tensor(rng.choice(x_val.shape[0], s.n_val_maps, replace=False))]
+    return x_train[:, None].float(), x_val[:, None].float()
+
+
+def distill_point(
+    x_train: torch.Tensor,
+    x_val: torch.Tensor | None,
+    teacher: torch.nn.Module,
+    settings: DistillSettings,
+    weights: PenaltyWeights,
+    warm_start: Path | None,
+    path: Path,
+    *,
+    checkpoint_dir: Path | None = None,
+    resume: bool = True,
+) -> tuple[DWT2d, list[dict]]:
+    """Distil one grid point and save it as ``path`` (``.safetensors`` + ``.json``).
+
+    The one place where a cosmology point is distilled: :func:`run_distill` and the
+    ``awd sweep cosmology`` task (:mod:`cosmology.sweep`) both call it. A ``history.json``
+    is written beside the transform.
+
+    Parameters
+    ----------
+    x_train, x_val : Tensor
+        Training and validation maps ``(n, 1, N, N)`` (``x_val`` may be ``None``).
+    teacher : nn.Module
+        Frozen teacher (not used at gamma = 0).
+    settings : DistillSettings
+        Wavelet and optimisation settings (its grid is not used here).
+    weights : PenaltyWeights
+        The point's lambda (``l1_coeffs``) and gamma (``l1_attr``).
+    warm_start : path, optional
+        A saved transform to start from (used only when ``settings.warm_start``);
+        otherwise the point starts from ``settings.wavelet``.
+    path : path
+        Where the transform goes (``.../transform.safetensors`` or ``.../wavelet``).
+    checkpoint_dir : path, optional
+        Checkpoint folder of an interruptible point (default: the transform's folder).
+    resume : bool
+        Continue from that checkpoint.
+
+    Returns
+    -------
+    transform : DWT2d
+    history : list of dict
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from cosmology.teacher import build_teacher
+    >>> s = DistillSettings(levels=2, epochs=1, batch_size=4)
+    >>> out = Path(tempfile.mkdtemp()) / "wavelet"
+    >>> w = PenaltyWeights(l1_coeffs=0.01, l1_attr=0.0)
+    >>> t, h = distill_point(torch.randn(8, 1, 32, 32), None, None, s, w, None, out)
+    >>> len(h), out.with_suffix(".json").exists()
+    (1, True)
+    """
+    s = settings
+    if s.target not in TARGET_INDEX:
+        raise ValueError(f"distill.target must be one of {sorted(TARGET_INDEX)}, got {s.target!r}")
+    path = Path(path)
+    use_warm = warm_start is not None and s.warm_start
+    if use_warm:
+        transform = load_transform(warm_start)
+    else:
+        transform = DWT2d(LearnableWavelet(s.wavelet), levels=s.levels, mode=s.mode)
+    if weights.l1_attr > 0 and teacher is None:
+        raise ValueError("gamma > 0 needs a teacher")
+    config = DistillConfig(
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        lr=s.lr,
+        patience=s.patience,
+        seed=s.seed,
+    )
+    transform, history = distill(
+        x_train,
+        transform=transform,
+        teacher=teacher if weights.l1_attr > 0 else None,
+        weights=weights,
+        target=TARGET_INDEX[s.target],
+        config=config,
+        val_data=x_val,
+        checkpoint_dir=checkpoint_dir if checkpoint_dir is not None else path.parent,
+        resume=resume,
+        device=s.device,
+    )
+    transform = transform.cpu()
+    save_transform(
+        transform,
+        path,
+        weights=weights,
+        history=history,
+        seed=s.seed,
+        extra={
+            "lambda": weights.l1_coeffs,
+            "gamma": weights.l1_attr,
+            "target": s.target,
+            # A folder name relative to the grid, so a grid can be moved or shared.
+            "warm_start_from": Path(warm_start).parent.name if use_warm else None,
+        },
+    )
+    write_json(path.parent / "history.json", history)
+    return transform, history
+
+
 def run_distill(
     run_dir: str | os.PathLike, cfg: RunConfig, *, resume: bool = False, splits=None
 ) -> list[dict]:
@@ -228,14 +356,7 @@ def run_distill(
         raise ValueError(f"distill.target must be one of {sorted(TARGET_INDEX)}, got {s.target!r}")
     splits = splits or load_splits(cfg, ("train", "val"))
     teacher = load_teacher(teacher_path(run_dir), n_pix=splits.n_pix)
-    rng = np.random.default_rng(s.seed)
-    x_train = splits.maps["train"]
-    if s.n_maps and s.n_maps < x_train.shape[0]:
-        x_train = x_train[torch.as_tensor(rng.choice(x_train.shape[0], s.n_maps, replace=False))]
-    x_val = splits.maps["val"]
-    if s.n_val_maps and s.n_val_maps < x_val.shape[0]:
-        x_val = x_val[torch.as_tensor(rng.choice(x_val.shape[0], s.n_val_maps, replace=False))]
-    x_train, x_val = x_train[:, None].float(), x_val[:, None].float()
+    x_train, x_val = distill_inputs(splits, s)
     records = []
     previous: dict[float, Path] = {}
     for lam, gamma in _grid_order(s.lambdas, s.gammas):
@@ -245,46 +366,18 @@ def run_distill(
         if path.exists() and (folder / "history.json").exists():
             logger.info("distill %s: done already, skipped", folder.name)
         else:
-            if start_from is not None:
-                transform = load_transform(start_from)
-            else:
-                transform = DWT2d(LearnableWavelet(s.wavelet), levels=s.levels, mode=s.mode)
-            weights = PenaltyWeights(l1_coeffs=lam, l1_attr=gamma)
-            config = DistillConfig(
-                epochs=s.epochs,
-                batch_size=s.batch_size,
-                lr=s.lr,
-                patience=s.patience,
-                seed=s.seed,
-            )
             logger.info("distill %s (warm start: %s)", folder.name, start_from)
-            transform, history = distill(
+            distill_point(
                 x_train,
-                transform=transform,
-                teacher=teacher if gamma > 0 else None,
-                weights=weights,
-                target=TARGET_INDEX[s.target],
-                config=config,
-                val_data=x_val,
+                x_val,
+                teacher,
+                s,
+                PenaltyWeights(l1_coeffs=lam, l1_attr=gamma),
+                start_from,
+                path,
                 checkpoint_dir=folder,
                 resume=resume,
-                device=s.device,
             )
-            transform = transform.cpu()
-            save_transform(
-                transform,
-                path,
-                weights=weights,
-                history=history,
-                seed=s.seed,
-                extra={
-                    "lambda": lam,
-                    "gamma": gamma,
-                    "target": s.target,
-                    "warm_start_from": None if start_from is None else start_from.parent.name,
-                },
-            )
-            write_json(folder / "history.json", history)
         previous[lam] = path
         records.append({"lambda": lam, "gamma": gamma, "name": folder.name, "path": str(path)})
     write_json(
