@@ -168,7 +168,7 @@ def report_cmd(
 # Sizes of ``run_demo``: (cosmology rows of the ten, maps each, pixels, teacher epochs,
 # distillation epochs, lambdas, gammas, bootstrap draws).
 _DEMO_SIZES = {
-    "full": ([4, 1, 0, 2, 3], 80, 64, 15, 2, [0.005], [0.0, 0.001, 0.01], 200),
+    "full": ([4, 1, 0, 2, 3], 100, 64, 30, 4, [0.005, 0.02], [0.0, 0.001, 0.01], 500),
     "quick": ([4, 0, 3], 20, 32, 1, 1, [0.005], [0.0, 0.01], 20),
 }
 
@@ -236,7 +236,7 @@ def run_demo(out: Path, quick: bool = False) -> dict:
         f"distill.epochs={d_epochs}",
         "distill.lr=0.01",
         "distill.batch_size=50",
-        "distill.n_maps=200",
+        "distill.n_maps=300",
         "distill.n_val_maps=40",
         "student.coverages=[0.95,0.99]",
         "student.ridge_alphas=[0.1,1.0,10.0]",
