@@ -38,10 +38,10 @@ from torch.utils.data import Dataset
 
 from molecular_partner.tables import (
     REQUIRED_COLUMNS,
-    _atomic_write,
     read_tracks_table,
     write_tracks_table,
 )
+from shared.runs import atomic_write
 
 __all__ = [
     "AWD_COLUMNS",
@@ -550,7 +550,7 @@ def write_dataset(ds: BuiltDataset, out_dir: str | Path) -> Path:
         raise TypeError(type(o))
 
     text = json.dumps(ds.meta, indent=2, default=_default)
-    _atomic_write(out / "meta.json", lambda tmp: Path(tmp).write_text(text))
+    atomic_write(out / "meta.json", lambda tmp: Path(tmp).write_text(text))
     return path
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from molecular_partner.tables import _atomic_write
+from shared.runs import atomic_write
 
 __all__ = ["read_processed_tracks", "write_processed_tracks"]
 
@@ -291,7 +291,7 @@ def write_processed_tracks(tracks: pd.DataFrame, path: str | Path) -> Path:
                 b[0, 0] = (a, np.vstack([np.full(a.shape[1], np.nan), p]))
                 vals[buf] = b
         arr[0, i] = tuple(vals[n] for n in names)
-    _atomic_write(
+    atomic_write(
         path, lambda tmp: savemat(tmp, {"tracks": arr}, do_compression=True, appendmat=False)
     )
     return path

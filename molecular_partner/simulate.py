@@ -33,7 +33,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from molecular_partner.fitting import fit_amplitudes, window_half_width
-from molecular_partner.tables import _atomic_write, write_tracks_table
+from molecular_partner.tables import write_tracks_table
+from shared.runs import atomic_write
 
 __all__ = [
     "GroundTruth",
@@ -520,7 +521,7 @@ def write_movie(path: str | Path, movie: np.ndarray, config: SimulationConfig) -
             },
         )
 
-    _atomic_write(path, _write)
+    atomic_write(path, _write)
     return path
 
 
@@ -695,7 +696,7 @@ def simulate_cells(
         write_tracks_table(tracks_df, out / "tracks.parquet")
         write_tracks_table(truth_df, out / "truth.parquet")
         text = json.dumps({"seed": seed, "n_cells": n_cells, **asdict(cfg)}, indent=2)
-        _atomic_write(out / "config.json", lambda tmp: Path(tmp).write_text(text))
+        atomic_write(out / "config.json", lambda tmp: Path(tmp).write_text(text))
     return tracks_df, truth_df
 
 

@@ -15,12 +15,12 @@ fit results with the channel's letter: ``X`` / ``Y`` (amplitude ``A`` of clathri
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from shared.runs import atomic_write
 
 __all__ = [
     "ARRAY_COLUMNS",
@@ -59,20 +59,6 @@ BUFFER_COLUMNS = (
 REQUIRED_COLUMNS = ("cell", "lifetime_s", "catIdx", "X", "Y", "pval_Ar_Y")
 
 
-def _atomic_write(path: Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_tracks_table(df: pd.DataFrame, path: str | Path) -> Path:
     """Write a tracks table to parquet atomically (temporary file, then rename).
 
@@ -90,7 +76,7 @@ def write_tracks_table(df: pd.DataFrame, path: str | Path) -> Path:
     for col in out.columns:
         if out[col].dtype == object and len(out) and isinstance(out[col].iloc[0], np.ndarray):
             out[col] = [np.asarray(v).tolist() for v in out[col]]
-    _atomic_write(path, lambda tmp: out.to_parquet(tmp, index=False))
+    atomic_write(path, lambda tmp: out.to_parquet(tmp, index=False))
     return path
 
 
