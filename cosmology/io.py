@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,9 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
-__all__ = ["HEADER_KEYS", "atomic_write", "header_params", "read_map", "write_map"]
+from shared.runs import atomic_write
+
+__all__ = ["HEADER_KEYS", "header_params", "read_map", "write_map"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,48 +43,6 @@ HEADER_KEYS: dict[str, tuple[str, str]] = {
 }
 _KEY_TO_NAME = {key.upper(): name for name, (key, _) in HEADER_KEYS.items()}
 _RESERVED = {"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "ANGLE", "ITYPE", "UNIT"}
-
-
-def atomic_write(path: str | os.PathLike[str], write: Any, suffix: str = "") -> Path:
-    """Write a file atomically: ``write(tmp_path)`` then rename onto ``path``.
-
-    The temporary file lives in the destination folder, so the final ``os.replace`` is
-    atomic and an interrupted writer never leaves a partial file under ``path``.
-
-    Parameters
-    ----------
-    path
-        Destination.
-    write
-        Callable taking the temporary path (a :class:`str`) and writing the content.
-    suffix
-        Suffix of the temporary name (some writers infer the format from it).
-
-    Returns
-    -------
-    pathlib.Path
-        The destination.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> d = tempfile.mkdtemp()
-    >>> p = atomic_write(Path(d) / "a.txt", lambda t: Path(t).write_text("hi"))
-    >>> p.read_text()
-    'hi'
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def _header_key(name: str) -> tuple[str, str]:

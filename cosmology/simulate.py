@@ -40,7 +40,8 @@ from scipy import ndimage
 from scipy.integrate import quad
 from tqdm.auto import tqdm
 
-from cosmology.io import atomic_write, read_map, write_map
+from cosmology.io import read_map, write_map
+from shared.runs import atomic_write
 
 __all__ = [
     "AWD_COSMOLOGIES",

@@ -42,11 +42,12 @@ __all__ = [
 FORMAT_VERSION = 1
 
 
-def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None], suffix: str = "") -> Path:
     """Write ``path`` through ``writer(tmp_path)`` and rename it into place.
 
     The temporary file lives in the target folder, so the final rename is atomic; on any
-    error it is removed and the target is untouched.
+    error it is removed and the target is untouched. ``suffix`` ends the temporary name,
+    for writers that pick a format from it (e.g. ``".fits"``).
 
     Examples
     --------
@@ -58,7 +59,7 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Pat
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

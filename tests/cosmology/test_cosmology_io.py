@@ -11,7 +11,8 @@ from astropy.io import fits
 
 import cosmology
 from cosmology._lenstools import convergence_map, lenstools
-from cosmology.io import atomic_write, header_params, read_map, write_map
+from cosmology.io import header_params, read_map, write_map
+from shared.runs import atomic_write
 
 
 def _map(n: int = 32, seed: int = 1) -> np.ndarray:
