@@ -46,8 +46,11 @@ test-all: install browser  ## every test, the slow ones included
 demo: install  ## the main job on embedded default data (writes results/demo/)
 	$(VENV)/bin/awd demo
 
-bench: install  ## every benchmark under bench/ (writes results/benchmarks/)
-	for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+BENCHES := $(filter-out bench/_timing.py bench/summary.py,$(wildcard bench/*.py))
+
+bench: install  ## every benchmark under bench/, then results/benchmarks/README.md
+	for f in $(BENCHES); do echo "== $$f"; $(PY) $$f || exit 1; done
+	$(PY) bench/summary.py
 
 lint: install  ## ruff check and format check
 	$(VENV)/bin/ruff check .
