@@ -262,3 +262,29 @@ def run_demo(out: Path, quick: bool = False) -> dict:
         "metrics": metrics.to_dict(orient="records"),
         "seconds": time.perf_counter() - tic,
     }
+
+
+def make_figures(results: Path, out: Path, report) -> None:
+    """``awd figures`` hook: the ten-cosmology run's results table (and its wavelet when saved)."""
+    from shared.figures import table_figure, wavelet_figure
+
+    run = results / "cosmology" / "ten_cosmologies"
+    wavelet = run / "wavelets" / "awd"
+    report.build(
+        "cosmology learned wavelet",
+        [wavelet.with_suffix(".safetensors")],
+        lambda: wavelet_figure({"AWD": wavelet}, out, "cosmology_wavelet"),
+    )
+    report.build(
+        "cosmology results table",
+        [run / "metrics.csv"],
+        lambda: table_figure(
+            run / "metrics.csv",
+            out,
+            "cosmology_results",
+            index="method",
+            columns="parameter",
+            values="rmse",
+            sd="rmse_sd",
+        ),
+    )

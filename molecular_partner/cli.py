@@ -432,3 +432,29 @@ def run_demo(out: Path, quick: bool = False) -> dict:
         "metrics": metrics.to_dict(orient="records"),
         "seconds": time.perf_counter() - tic,
     }
+
+
+def make_figures(results: Path, out: Path, report) -> None:
+    """``awd figures`` hook: the committed simulated run's wavelets and results table."""
+    from shared.figures import table_figure, wavelet_figure
+
+    run = results / "molecular_partner" / "simulated"
+    wavelets = {"AWD": run / "wavelets" / "awd", "AWD, γ=0": run / "wavelets" / "awd_gamma0"}
+    report.build(
+        "molecular-partner learned wavelets",
+        [p.with_suffix(".safetensors") for p in wavelets.values()],
+        lambda: wavelet_figure(wavelets, out, "molecular_partner_wavelets"),
+    )
+    report.build(
+        "molecular-partner results table",
+        [run / "metrics.csv"],
+        lambda: table_figure(
+            run / "metrics.csv",
+            out,
+            "molecular_partner_results",
+            index="method",
+            columns="metric",
+            values="value",
+            sd="sd",
+        ),
+    )

@@ -151,7 +151,7 @@ def figures(
     for module in _register_domains().values():
         hook = getattr(module, "make_figures", None)
         if hook is not None:
-            report.written.extend(hook(results, out, report))
+            hook(results, out, report)
     for path in report.written:
         typer.echo(f"wrote {path}")
     for line in report.missing:

@@ -7,8 +7,8 @@ unset) and no other varying metadata is written.
 
 The core builds the figures it can read without domain knowledge (the simulation
 experiment and every sweep's lambda x gamma heatmap); each domain adds its own through a
-``make_figures(results: Path, out: Path, report: FigureReport) -> list[Path]`` hook in
-its ``cli`` module, which the CLI calls (missing inputs go to ``report.missing``).
+``make_figures(results: Path, out: Path, report: FigureReport)`` hook in its ``cli``
+module, which builds through ``report.build`` (so missing inputs are named, not fatal).
 """
 
 from __future__ import annotations
@@ -29,7 +29,14 @@ import pandas as pd
 from shared.plots import plot_wavelet
 from shared.runs import atomic_write, load_transform, write_csv
 
-__all__ = ["STYLE", "FigureReport", "make_core_figures", "save_figure"]
+__all__ = [
+    "STYLE",
+    "FigureReport",
+    "make_core_figures",
+    "save_figure",
+    "table_figure",
+    "wavelet_figure",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -149,3 +156,50 @@ def make_core_figures(results: Path, out: Path, report: FigureReport | None = No
             lambda s=summary: _heatmap_figure(s, out, s.parent.name),
         )
     return report
+
+
+# -- building blocks for the domains' figure hooks ---------------------------------------
+def wavelet_figure(
+    wavelets: Mapping[str, Path], out: Path, name: str, reference: str = "db5"
+) -> list[Path]:
+    """phi/psi of saved wavelets (``{label: path}``) against ``reference``; CSV of the taps."""
+    with _style():
+        fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+        rows = []
+        for i, (label, path) in enumerate(wavelets.items()):
+            wavelet = load_transform(path).wavelet
+            plot_wavelet(wavelet, reference if i == 0 else None, axes=axes, label=label)
+            rows += [
+                {"wavelet": label, "tap": k, "h0": float(v)}
+                for k, v in enumerate(wavelet.h0.detach().tolist())
+            ]
+        fig.tight_layout()
+        return save_figure(fig, out, name, rows)
+
+
+def table_figure(
+    metrics: Path, out: Path, name: str, *, index: str, columns: str, values: str, sd: str
+) -> list[Path]:
+    """A results table (``values (sd)`` per ``index`` row and ``columns`` column) as a figure."""
+    table = pd.read_csv(metrics)
+    wide = table.pivot_table(index=index, columns=columns, values=values, sort=False)
+    spread = table.pivot_table(index=index, columns=columns, values=sd, sort=False)
+    cells = [
+        [
+            f"{wide.loc[r, c]:.4g} ({spread.loc[r, c]:.2g})" if pd.notna(wide.loc[r, c]) else ""
+            for c in wide.columns
+        ]
+        for r in wide.index
+    ]
+    with _style():
+        fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(wide.columns), 0.6 + 0.28 * len(wide)))
+        ax.axis("off")
+        ax.table(
+            cellText=cells,
+            rowLabels=list(wide.index),
+            colLabels=[str(c) for c in wide.columns],
+            loc="center",
+        )
+        ax.set_title(f"{values} (SD), test split")
+        fig.tight_layout()
+        return save_figure(fig, out, name, wide.reset_index())

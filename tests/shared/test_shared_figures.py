@@ -57,3 +57,6 @@ def test_missing_run_is_named_and_the_rest_is_built(tmp_path):
     assert result.exit_code == 0
     assert (tmp_path / "f" / "simulation_experiment.pdf").exists()
     assert "heatmaps" in result.output  # no sweep: named, not fatal
+    # The domains' hooks name their missing runs too.
+    assert "molecular-partner results table: missing" in result.output
+    assert "cosmology results table: missing" in result.output
