@@ -265,15 +265,15 @@ def run_demo(out: Path, quick: bool = False) -> dict:
 
 
 def make_figures(results: Path, out: Path, report) -> None:
-    """``awd figures`` hook: the ten-cosmology run's results table (and its wavelet when saved)."""
+    """``awd figures`` hook: the ten-cosmology run's selected wavelets and results table."""
     from shared.figures import table_figure, wavelet_figure
 
     run = results / "cosmology" / "ten_cosmologies"
-    wavelet = run / "wavelets" / "awd"
+    wavelets = {"AWD": run / "wavelets" / "awd", "AWD, γ=0": run / "wavelets" / "awd_gamma0"}
     report.build(
-        "cosmology learned wavelet",
-        [wavelet.with_suffix(".safetensors")],
-        lambda: wavelet_figure({"AWD": wavelet}, out, "cosmology_wavelet"),
+        "cosmology learned wavelets",
+        [p.with_suffix(".safetensors") for p in wavelets.values()],
+        lambda: wavelet_figure(wavelets, out, "cosmology_wavelets"),
     )
     report.build(
         "cosmology results table",
