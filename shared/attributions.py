@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from shared.losses import flatten_coeffs
+
 __all__ = [
     "FourierBands2d",
     "TRIMModel",
@@ -45,12 +47,7 @@ METHODS: tuple[str, ...] = ("saliency", "input_x_gradient", "integrated_gradient
 
 # -- coefficient structures ------------------------------------------------------------------
 def _leaves(coeffs) -> list[Tensor]:
-    if isinstance(coeffs, Tensor):
-        return [coeffs]
-    out: list[Tensor] = []
-    for c in coeffs:
-        out.extend(_leaves(c) if isinstance(c, (list, tuple)) else [c])
-    return out
+    return [coeffs] if isinstance(coeffs, Tensor) else flatten_coeffs(coeffs)
 
 
 def unflatten_like(leaves: Sequence[Tensor], like):

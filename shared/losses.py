@@ -343,10 +343,3 @@ def check_finite_terms(terms: Mapping[str, Tensor], where: str) -> None:
     for name, value in terms.items():
         if not bool(torch.isfinite(value).all()):
             raise FloatingPointError(f"the loss term {name!r} is {float(value.detach())} {where}")
-
-
-def total_from_terms(terms: Mapping[str, float], weights: PenaltyWeights) -> float:
-    """Weighted total of already computed (float) terms."""
-    return float(terms["reconstruction"]) + sum(
-        getattr(weights, k) * float(v) for k, v in terms.items() if k != "reconstruction"
-    )

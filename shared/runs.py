@@ -8,6 +8,7 @@ the same folder and renamed, so an interrupted run never leaves a half-written f
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -132,7 +133,9 @@ def write_csv(path: str | os.PathLike, rows: list[Mapping[str, Any]]) -> Path:
     return atomic_write(path, lambda p: p.write_text(text))
 
 
+@functools.lru_cache(maxsize=1)
 def _git_sha() -> str | None:
+    # One subprocess per process: the commit does not change while a run is going.
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
