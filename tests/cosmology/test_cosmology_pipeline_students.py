@@ -93,6 +93,24 @@ def test_multiscale_features_cover_every_band():
     assert X.sum() > 0
 
 
+def test_multiscale_histograms_equal_pywt_bands_and_numpy_histograms():
+    pywt = pytest.importorskip("pywt")
+    maps = torch.from_numpy(_maps(4, size=64))
+    f = MultiscalePeakFeatures(DWT2d("db5", levels=2, mode="zero"), n_bins=5).fit(maps)
+    X = f.transform(maps)
+    for i in range(maps.shape[0]):
+        coeffs = pywt.wavedec2(maps[i].numpy(), "db5", mode="zero", level=2)
+        bands = [coeffs[0]] + [b for detail in coeffs[1:] for b in detail]
+        signed = [sign * band for band in bands for sign in (1.0, -1.0)]
+        assert len(signed) == len(f.edges_)
+        for k, (x, edges) in enumerate(zip(signed, f.edges_, strict=True)):
+            heights = x[find_peaks(torch.from_numpy(x), "interior").numpy()]
+            ref, _ = np.histogram(heights, edges)
+            # numpy closes its last bin; ours is half-open like every other bin.
+            ref[-1] -= int(np.sum(heights == edges[-1]))
+            np.testing.assert_array_equal(X[i, 5 * k : 5 * k + 5], ref)
+
+
 def test_template_classifier_both_covariances():
     rng = np.random.default_rng(0)
     y = np.repeat([[0.2, 0.7], [0.3, 0.8], [0.4, 0.9]], 60, axis=0)
