@@ -264,6 +264,45 @@ def run_demo(out: Path, quick: bool = False) -> dict:
     }
 
 
+def _peak_histogram_figure(table_path: Path, out: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from shared.figures import save_figure, style
+
+    table = pd.read_csv(table_path)
+    kernels = list(dict.fromkeys(table["kernel"]))
+    with style():
+        fig, axes = plt.subplots(1, len(kernels), figsize=(3.2 * len(kernels), 3), sharey=True)
+        om = table["omega_m"]
+        norm = plt.Normalize(om.min(), max(om.max(), om.min() + 1e-9))
+        cmap = plt.get_cmap("viridis")
+        for ax, kernel in zip(axes, kernels, strict=True):
+            part = table[table["kernel"] == kernel]
+            for (omega, _), cosmo in part.groupby(["omega_m", "sigma_8"], sort=True):
+                centres = 0.5 * (cosmo["lo"] + cosmo["hi"])
+                ax.plot(centres, cosmo["mean_peaks_per_map"], color=cmap(norm(omega)), lw=1)
+            ax.set_title(f"AWD {kernel} kernel")
+            ax.set_xlabel("filtered value at peak")
+        axes[0].set_ylabel("mean peaks per map")
+        fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="Ω_m")
+        return save_figure(fig, out, "cosmology_peak_histograms", table)
+
+
+def _grid_heatmap(table_path: Path, out: Path) -> list[Path]:
+    import pandas as pd
+
+    from shared.figures import heatmap_figure
+
+    return heatmap_figure(
+        pd.read_csv(table_path),
+        out,
+        "cosmology",
+        value="val_score",
+        label="validation RMSE / SD (lower is better)",
+    )
+
+
 def make_figures(results: Path, out: Path, report) -> None:
     """``awd figures`` hook: the ten-cosmology run's selected wavelets and results table."""
     from shared.figures import table_figure, wavelet_figure
@@ -288,3 +327,9 @@ def make_figures(results: Path, out: Path, report) -> None:
             sd="rmse_sd",
         ),
     )
+    hist = run / "peak_histograms.csv"
+    report.build(
+        "cosmology peak-count histograms", [hist], lambda: _peak_histogram_figure(hist, out)
+    )
+    grid = run / "validation_grid.csv"
+    report.build("cosmology λ×γ heatmap", [grid], lambda: _grid_heatmap(grid, out))

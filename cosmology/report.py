@@ -27,12 +27,13 @@ import torch
 from cosmology.config import check_run_dir
 from cosmology.evaluate import PARAMETERS, metrics_markdown, read_metrics
 from shared import LearnableWavelet
-from shared.runs import atomic_write
+from shared.runs import atomic_write, write_csv
 
 __all__ = ["FIGURES", "write_report"]
 
 logger = logging.getLogger(__name__)
 
+KERNELS = ("LL", "LH", "HL", "HH")
 LABELS = {"omega_m": r"$\Omega_m$", "sigma_8": r"$\sigma_8$"}
 
 #: The figures of a report, by file name, with their captions.
@@ -123,7 +124,7 @@ def _hist_fig(arrays: dict):
         centres = 0.5 * (edges[k][1:] + edges[k][:-1])
         for c in range(len(means)):
             ax.plot(centres, means[c, k], color=cmap(norm(om[c])), lw=1)
-        ax.set_title(["LL", "LH", "HL", "HH"][k])
+        ax.set_title(KERNELS[k])
         ax.set_xlabel("filtered value at peak")
     axes[0].set_ylabel("mean peaks per map")
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="Omega_m")
@@ -195,10 +196,21 @@ def _pred_fig(preds: dict, metrics: pd.DataFrame):
     return fig
 
 
-def _grid_fig(validation: list, grid_points: list):
-    lams = sorted({p["lambda"] for p in grid_points})
-    gams = sorted({p["gamma"] for p in grid_points})
-    table = np.full((len(lams), len(gams)), np.nan)
+def grid_scores(validation: list, grid_points: list) -> pd.DataFrame:
+    """Best validation score of the paper's student per distilled grid point.
+
+    Columns ``lambda, gamma, wavelet, val_score`` (mean RMSE / SD over the parameters,
+    lower is better; the best histogram coverage of that wavelet). Points at gamma = 0
+    are scored as the ``awd_gamma0`` family, the others as ``awd``.
+
+    Examples
+    --------
+    >>> v = [{"method": "awd", "wavelet": "a", "val_score": 0.4},
+    ...      {"method": "awd", "wavelet": "a", "val_score": 0.3}]
+    >>> grid_scores(v, [{"lambda": 0.1, "gamma": 0.01, "name": "a"}]).val_score.tolist()
+    [0.3]
+    """
+    rows = []
     for p in grid_points:
         fam = "awd" if p["gamma"] > 0 else "awd_gamma0"
         scores = [
@@ -206,8 +218,52 @@ def _grid_fig(validation: list, grid_points: list):
             for r in validation
             if r["method"] == fam and r.get("wavelet") == p["name"]
         ]
-        if scores:
-            table[lams.index(p["lambda"]), gams.index(p["gamma"])] = min(scores)
+        rows.append(
+            {
+                "lambda": p["lambda"],
+                "gamma": p["gamma"],
+                "wavelet": p["name"],
+                "val_score": min(scores) if scores else np.nan,
+            }
+        )
+    return pd.DataFrame(rows, columns=["lambda", "gamma", "wavelet", "val_score"])
+
+
+def peak_histogram_table(arrays: dict) -> pd.DataFrame:
+    """Mean peak counts per map of each AWD kernel and bin, per test cosmology (long form).
+
+    Examples
+    --------
+    >>> arrays = {"hist_mean": np.ones((2, 4, 3)), "hist_edges": np.tile(np.arange(4.0), (4, 1)),
+    ...           "hist_params": np.array([[0.3, 0.8], [0.2, 0.9]])}
+    >>> t = peak_histogram_table(arrays)
+    >>> len(t), list(t.columns)[:3]
+    (24, ['omega_m', 'sigma_8', 'kernel'])
+    """
+    means, edges, params = arrays["hist_mean"], arrays["hist_edges"], arrays["hist_params"]
+    rows = [
+        {
+            "omega_m": float(params[c, 0]),
+            "sigma_8": float(params[c, 1]),
+            "kernel": KERNELS[k],
+            "bin": b,
+            "lo": float(edges[k][b]),
+            "hi": float(edges[k][b + 1]),
+            "mean_peaks_per_map": float(means[c, k, b]),
+        }
+        for c in range(means.shape[0])
+        for k in range(means.shape[1])
+        for b in range(means.shape[2])
+    ]
+    return pd.DataFrame(rows)
+
+
+def _grid_fig(scores: pd.DataFrame):
+    lams = sorted(scores["lambda"].unique())
+    gams = sorted(scores["gamma"].unique())
+    table = np.full((len(lams), len(gams)), np.nan)
+    for lam, gam, score in zip(scores["lambda"], scores["gamma"], scores["val_score"], strict=True):
+        table[lams.index(lam), gams.index(gam)] = score
     fig, ax = plt.subplots(figsize=(6, 3))
     im = ax.imshow(table, cmap="viridis_r", aspect="auto")
     ax.set_xticks(range(len(gams)), [f"{g:g}" for g in gams])
@@ -268,6 +324,10 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     data = _load(run_dir)
     grid = json.loads((run_dir / "distill" / "grid.json").read_text())["points"]
     interp, arrays = data["interp"], data["arrays"]
+    scores = grid_scores(data["validation"], grid)
+    # The numbers behind two figures, as tables (``awd figures`` redraws from them).
+    write_csv(out / "validation_grid.csv", scores.to_dict("records"))
+    write_csv(out / "peak_histograms.csv", peak_histogram_table(arrays).to_dict("records"))
     figures: dict[str, bytes] = {}
     makers = {
         "wavelet.png": lambda: _wavelet_fig(interp),
@@ -277,7 +337,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         "top_coefficients.png": lambda: _top_fig(interp, arrays),
         "fourier_trim.png": lambda: _fourier_fig(interp),
         "pred_vs_true.png": lambda: _pred_fig(data["preds"], data["metrics"]),
-        "validation_grid.png": lambda: _grid_fig(data["validation"], grid),
+        "validation_grid.png": lambda: _grid_fig(scores),
         "constraints.png": lambda: _constraint_fig(interp),
     }
     for name, make in makers.items():

@@ -434,9 +434,52 @@ def run_demo(out: Path, quick: bool = False) -> dict:
     }
 
 
+def _results_figure(run: Path, out: Path) -> list[Path]:
+    import json
+
+    import pandas as pd
+
+    from molecular_partner.evaluate import results_table
+    from shared.figures import cells_figure
+
+    table = results_table(
+        pd.read_csv(run / "metrics.csv"), json.loads((run / "methods.json").read_text())
+    )
+
+    def fmt(v, sd=None, spec=".3f"):
+        if pd.isna(v):
+            return "–"
+        return f"{v:{spec}}" + (f" ({sd:.3f})" if sd is not None and pd.notna(sd) else "")
+
+    cells = pd.DataFrame(
+        {
+            "R² (SD)": [fmt(r.r2, r.r2_sd) for r in table.itertuples()],
+            "AUC (SD)": [fmt(r.auc, r.auc_sd) for r in table.itertuples()],
+            "compression rate": [fmt(r.compression_rate) for r in table.itertuples()],
+            "parameters": [fmt(r.n_parameters, spec=".0f") for r in table.itertuples()],
+            "s / trace": [fmt(r.predict_seconds_per_trace, spec=".2g") for r in table.itertuples()],
+        },
+        index=table["method"],
+    )
+    return cells_figure(cells, table, out, "molecular_partner_results", "test cells")
+
+
+def _grid_heatmap(selection: Path, out: Path) -> list[Path]:
+    import pandas as pd
+
+    from shared.figures import heatmap_figure
+
+    table = pd.read_csv(selection)
+    grid = table[(table["outcome"] == "regression") & table["lambda"].notna()]
+    grid = grid[~grid["wavelet"].str.contains("xgboost")]
+    return heatmap_figure(
+        grid, out, "molecular_partner", value="cv_score", label="grouped-CV R² (training cells)"
+    )
+
+
 def make_figures(results: Path, out: Path, report) -> None:
     """``awd figures`` hook: the committed simulated run's wavelets and results table."""
-    from shared.figures import table_figure, wavelet_figure
+    from shared.figures import wavelet_figure
 
     run = results / "molecular_partner" / "simulated"
     wavelets = {"AWD": run / "wavelets" / "awd", "AWD, γ=0": run / "wavelets" / "awd_gamma0"}
@@ -447,14 +490,10 @@ def make_figures(results: Path, out: Path, report) -> None:
     )
     report.build(
         "molecular-partner results table",
-        [run / "metrics.csv"],
-        lambda: table_figure(
-            run / "metrics.csv",
-            out,
-            "molecular_partner_results",
-            index="method",
-            columns="metric",
-            values="value",
-            sd="sd",
-        ),
+        [run / "metrics.csv", run / "methods.json"],
+        lambda: _results_figure(run, out),
+    )
+    selection = run / "selection.csv"
+    report.build(
+        "molecular-partner λ×γ heatmap", [selection], lambda: _grid_heatmap(selection, out)
     )

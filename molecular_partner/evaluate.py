@@ -51,7 +51,7 @@ from molecular_partner.student import (
 )
 from molecular_partner.teacher import LSTMTeacher, n_parameters
 from shared import DWT1d, load_transform, save_transform
-from shared.attributions import trim_attributions
+from shared.attributions import compression_rate, trim_attributions
 from shared.runs import atomic_write, write_json
 
 __all__ = ["METRICS_COLUMNS", "OUTCOMES", "evaluate", "read_metrics"]
@@ -242,6 +242,8 @@ def evaluate(
     methods: dict[str, dict[str, Any]] = {}
     chosen: dict[str, dict[str, str]] = {}
     x_te_t = torch.from_numpy(x_te)
+    # The paper's compactness of each wavelet on the test traces, under the MSE teacher.
+    compression: dict[str, float] = {}
 
     for kind in kinds:
         y_tr = train[OUTCOMES[kind]].to_numpy(dtype=np.float64)
@@ -297,6 +299,8 @@ def evaluate(
                 s.timing_repeats,
             )
             taps = 0 if method == "db5" else len(transforms[name].wavelet)
+            if name not in compression and teacher.loss == "mse":
+                compression[name] = compression_rate(teacher, transforms[name], x_te_t[:, None])
             methods.setdefault(method, {})[kind] = {
                 "wavelet": name,
                 **info[name],
@@ -305,6 +309,7 @@ def evaluate(
                 "filter_taps": taps,
                 "predictor": type(model).__name__,
                 "features": f"top {s.top_k} values per scale ({len(fe.feature_names)})",
+                "compression_rate": compression.get(name),
                 "predict_only_seconds_per_trace": _time_per_trace(
                     lambda name=name, model=model: model.predict(f_te[name]),
                     n_te,
@@ -360,6 +365,7 @@ def evaluate(
                 "filter_taps": len(transforms[name].wavelet),
                 "predictor": type(xgb).__name__,
                 "features": f"top {s.top_k} values and positions per scale",
+                "compression_rate": compression.get(name),
             }
 
         # 3. teacher
@@ -545,6 +551,38 @@ def _write_interpretation(
                 }
             )
     write_json(out / "examples.json", {"bands": bands, "examples": examples})
+
+
+def results_table(metrics: pd.DataFrame, methods: dict) -> pd.DataFrame:
+    """The paper's biology table: R², AUC, compression rate, parameters, time per trace.
+
+    ``metrics`` is a run's ``metrics.csv``, ``methods`` its ``methods.json``; one row per
+    method in the order of ``metrics``.
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"method": ["awd", "awd"], "metric": ["r2", "auc"],
+    ...                   "value": [0.3, 0.8], "sd": [0.01, 0.02],
+    ...                   "predict_seconds_per_trace": [1e-6, 1e-6]})
+    >>> info = {"methods": {"awd": {"regression": {"compression_rate": 0.57,
+    ...                                            "n_parameters": 41}}}}
+    >>> results_table(m, info).loc[0, ["r2", "auc", "compression_rate"]].astype(float).tolist()
+    [0.3, 0.8, 0.57]
+    """
+    rows = []
+    for method in dict.fromkeys(metrics["method"]):
+        part = metrics[metrics["method"] == method].set_index("metric")
+        reg = methods.get("methods", {}).get(method, {}).get("regression", {})
+        row = {"method": method}
+        for metric in ("r2", "auc"):
+            row[metric] = part["value"].get(metric, np.nan)
+            row[f"{metric}_sd"] = part["sd"].get(metric, np.nan)
+        row["compression_rate"] = reg.get("compression_rate") or np.nan
+        row["n_parameters"] = reg.get("n_parameters", np.nan)
+        time_of = "r2" if "r2" in part.index else part.index[0]
+        row["predict_seconds_per_trace"] = part["predict_seconds_per_trace"].get(time_of)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def read_metrics(path: str | Path) -> pd.DataFrame:

@@ -24,6 +24,7 @@ A quick look (minutes)::
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import time
@@ -137,12 +138,22 @@ def main() -> None:
     for f in RESULT_FILES:
         shutil.copyfile(run_dir / "evaluate" / f, dest / f)
     for f in (run_dir / "report").iterdir():
-        if f.suffix in (".png", ".html"):
+        if f.suffix in (".png", ".html", ".csv"):
             shutil.copyfile(f, dest / f.name)
     shutil.copyfile(run_dir / "config.yaml", dest / "config.yaml")
     shutil.copyfile(run_dir / "env.json", dest / "env.json")
     shutil.copyfile(run_dir / "teacher" / "history.json", dest / "teacher_history.json")
     shutil.copyfile(run_dir / "distill" / "grid.json", dest / "distill_grid.json")
+    # The filters of the selected grid points, for `awd figures`.
+    selection = json.loads((run_dir / "evaluate" / "selection.json").read_text())["selection"]
+    (dest / "wavelets").mkdir(exist_ok=True)
+    for method in ("awd", "awd_gamma0"):
+        point = selection.get(method, {}).get("wavelet")
+        if point is None:
+            continue
+        for suffix in (".safetensors", ".json"):
+            src = run_dir / "distill" / point / f"transform{suffix}"
+            shutil.copyfile(src, dest / "wavelets" / f"{method}{suffix}")
     write_json(
         dest / "run_summary.json",
         {

@@ -34,6 +34,7 @@ from shared.losses import flatten_coeffs
 __all__ = [
     "FourierBands2d",
     "TRIMModel",
+    "compression_rate",
     "residual_of",
     "trim_attributions",
     "unflatten_like",
@@ -319,6 +320,66 @@ def trim_attributions(
                 )
             results.append(unflatten_like(attr, coeffs))
     return results if several else results[0]
+
+
+def compression_rate(
+    teacher: nn.Module,
+    transform,
+    x: Tensor,
+    target=0,
+    *,
+    threshold: float = 1e-3,
+    batch_size: int = 1024,
+) -> float:
+    """Fraction of coefficients that are both non-negligible and used by the teacher.
+
+    The paper's compactness measure: the share of coefficients of ``x`` with
+    ``|coefficient| > threshold`` **and** ``|saliency| > threshold`` (TRIM saliency of
+    ``teacher`` for ``target``). Lower is more compact.
+
+    Parameters
+    ----------
+    teacher : nn.Module
+        Frozen model on the input domain.
+    transform : object
+        The wavelet transform (``forward`` / ``inverse``), e.g. :class:`~shared.DWT1d`.
+    x : Tensor
+        Inputs, batched like the teacher's.
+    target : int or float Tensor
+        Output index (or output weights) of the saliency.
+    threshold : float, default 1e-3
+        Magnitude below which a coefficient or an attribution counts as zero.
+    batch_size : int, default 1024
+        Inputs per attribution pass (memory bound only).
+
+    Returns
+    -------
+    float
+        In ``[0, 1]``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from shared import DWT1d
+    >>> teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 1))
+    >>> r = compression_rate(teacher, DWT1d("db2", levels=2), torch.randn(4, 1, 16))
+    >>> 0.0 <= r <= 1.0
+    True
+    """
+    if threshold < 0:
+        raise ValueError(f"threshold must be >= 0, got {threshold}")
+    if x.shape[0] == 0:
+        raise ValueError("the input batch is empty")
+    kept = total = 0
+    for i in range(0, x.shape[0], batch_size):
+        xb = x[i : i + batch_size]
+        with torch.no_grad():
+            coeffs = transform(xb)
+        attr = trim_attributions(teacher, transform, xb, "saliency", target, coeffs=coeffs)
+        for c, a in zip(flatten_coeffs(coeffs), flatten_coeffs(attr), strict=True):
+            kept += int(((c.abs() > threshold) & (a.abs() > threshold)).sum())
+            total += c.numel()
+    return kept / total
 
 
 def _baselines(leaves: list[Tensor], baseline) -> list[Tensor]:

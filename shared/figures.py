@@ -32,8 +32,11 @@ from shared.runs import atomic_write, load_transform, write_csv
 __all__ = [
     "STYLE",
     "FigureReport",
+    "cells_figure",
+    "heatmap_figure",
     "make_core_figures",
     "save_figure",
+    "style",
     "table_figure",
     "wavelet_figure",
 ]
@@ -45,7 +48,8 @@ STYLE = Path(__file__).with_name("style.mplstyle")
 
 
 @contextmanager
-def _style():
+def style():
+    """Context manager applying the committed figure style."""
     with plt.style.context(str(STYLE)):
         yield
 
@@ -90,7 +94,7 @@ class FigureReport:
 def _simulation_figures(run: Path, out: Path) -> list[Path]:
     metrics = json.loads((run / "metrics.json").read_text())
     transform = load_transform(run / "wavelet")
-    with _style():
+    with style():
         fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
         plot_wavelet(transform.wavelet, "db5", axes=axes[:2], label="AWD (learned)")
         labels = ["distance to db5", "share on planted level"]
@@ -110,20 +114,66 @@ def _simulation_figures(run: Path, out: Path) -> list[Path]:
         return save_figure(fig, out, "simulation_experiment", rows)
 
 
-def _heatmap_figure(summary: Path, out: Path, name: str) -> list[Path]:
-    table = pd.read_csv(summary)
-    grid = table.pivot_table(index="l1_coeffs", columns="l1_attr", values="val_score")
-    with _style():
+def heatmap_figure(
+    table: pd.DataFrame,
+    out: Path,
+    name: str,
+    *,
+    value: str,
+    label: str,
+    lam: str = "lambda",
+    gamma: str = "gamma",
+) -> list[Path]:
+    """A lambda x gamma heatmap of ``table[value]`` (one row per grid point), numbers printed.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> t = pd.DataFrame({"lambda": [0.1, 0.1], "gamma": [0.0, 1.0], "score": [0.5, 0.7]})
+    >>> paths = heatmap_figure(t, pathlib.Path(tempfile.mkdtemp()), "h", value="score", label="R²")
+    >>> [p.suffix for p in paths]
+    ['.png', '.pdf', '.csv']
+    """
+    grid = table.pivot_table(index=lam, columns=gamma, values=value)
+    with style():
         fig, ax = plt.subplots(figsize=(1.5 + 0.8 * grid.shape[1], 1.2 + 0.6 * grid.shape[0]))
-        image = ax.imshow(grid.to_numpy(), aspect="auto", cmap="viridis")
+        values = grid.to_numpy()
+        image = ax.imshow(values, aspect="auto", cmap="viridis")
+        for i in range(values.shape[0]):
+            for j in range(values.shape[1]):
+                if pd.notna(values[i, j]):
+                    # White on the dark half of the colour map, black on the light half.
+                    shade = "w" if image.norm(values[i, j]) < 0.5 else "k"
+                    ax.text(
+                        j,
+                        i,
+                        f"{values[i, j]:.3g}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color=shade,
+                    )
         ax.set_xticks(range(grid.shape[1]), [f"{v:.3g}" for v in grid.columns], rotation=45)
         ax.set_yticks(range(grid.shape[0]), [f"{v:.3g}" for v in grid.index])
         ax.set_xlabel("γ (attribution penalty)")
         ax.set_ylabel("λ (sparsity penalty)")
-        fig.colorbar(image, ax=ax, label="validation score")
+        fig.colorbar(image, ax=ax, label=label)
         ax.set_title(name)
         fig.tight_layout()
         return save_figure(fig, out, f"heatmap_{name}", table)
+
+
+def _heatmap_figure(summary: Path, out: Path, name: str) -> list[Path]:
+    table = pd.read_csv(summary)
+    return heatmap_figure(
+        table,
+        out,
+        name,
+        value="val_score",
+        label="validation score",
+        lam="l1_coeffs",
+        gamma="l1_attr",
+    )
 
 
 def make_core_figures(results: Path, out: Path, report: FigureReport | None = None) -> FigureReport:
@@ -163,7 +213,7 @@ def wavelet_figure(
     wavelets: Mapping[str, Path], out: Path, name: str, reference: str = "db5"
 ) -> list[Path]:
     """phi/psi of saved wavelets (``{label: path}``) against ``reference``; CSV of the taps."""
-    with _style():
+    with style():
         fig, axes = plt.subplots(1, 2, figsize=(8, 3))
         rows = []
         for i, (label, path) in enumerate(wavelets.items()):
@@ -177,6 +227,33 @@ def wavelet_figure(
         return save_figure(fig, out, name, rows)
 
 
+def cells_figure(
+    cells: pd.DataFrame, numbers: pd.DataFrame, out: Path, name: str, title: str
+) -> list[Path]:
+    """A table of formatted ``cells`` (index = row labels) drawn as a figure; CSV of ``numbers``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> cells = pd.DataFrame({"R²": ["0.29 (0.04)"]}, index=["awd"])
+    >>> paths = cells_figure(cells, cells, pathlib.Path(tempfile.mkdtemp()), "t", "results")
+    >>> paths[-1].name
+    't.csv'
+    """
+    with style():
+        fig, ax = plt.subplots(figsize=(1.8 + 1.6 * cells.shape[1], 0.6 + 0.28 * len(cells)))
+        ax.axis("off")
+        ax.table(
+            cellText=cells.to_numpy().tolist(),
+            rowLabels=[str(r) for r in cells.index],
+            colLabels=[str(c) for c in cells.columns],
+            loc="center",
+        )
+        ax.set_title(title)
+        fig.tight_layout()
+        return save_figure(fig, out, name, numbers)
+
+
 def table_figure(
     metrics: Path, out: Path, name: str, *, index: str, columns: str, values: str, sd: str
 ) -> list[Path]:
@@ -184,22 +261,15 @@ def table_figure(
     table = pd.read_csv(metrics)
     wide = table.pivot_table(index=index, columns=columns, values=values, sort=False)
     spread = table.pivot_table(index=index, columns=columns, values=sd, sort=False)
-    cells = [
+    cells = pd.DataFrame(
         [
-            f"{wide.loc[r, c]:.4g} ({spread.loc[r, c]:.2g})" if pd.notna(wide.loc[r, c]) else ""
-            for c in wide.columns
-        ]
-        for r in wide.index
-    ]
-    with _style():
-        fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(wide.columns), 0.6 + 0.28 * len(wide)))
-        ax.axis("off")
-        ax.table(
-            cellText=cells,
-            rowLabels=list(wide.index),
-            colLabels=[str(c) for c in wide.columns],
-            loc="center",
-        )
-        ax.set_title(f"{values} (SD), test split")
-        fig.tight_layout()
-        return save_figure(fig, out, name, wide.reset_index())
+            [
+                f"{wide.loc[r, c]:.4g} ({spread.loc[r, c]:.2g})" if pd.notna(wide.loc[r, c]) else ""
+                for c in wide.columns
+            ]
+            for r in wide.index
+        ],
+        index=wide.index,
+        columns=[str(c) for c in wide.columns],
+    )
+    return cells_figure(cells, wide.reset_index(), out, name, f"{values} (SD), test split")

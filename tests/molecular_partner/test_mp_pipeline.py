@@ -122,6 +122,9 @@ def test_evaluate_outputs_and_numbers(pipeline):
     assert info["methods"]["awd"]["regression"]["n_parameters"] == 10 + 31
     assert info["methods"]["awd"]["regression"]["gamma"] > 0
     assert info["methods"]["awd_gamma0"]["regression"]["gamma"] == 0
+    for method in ("awd", "awd_gamma0", "db5"):
+        rate = info["methods"][method]["regression"]["compression_rate"]
+        assert 0 < rate < 1, (method, rate)
     assert info["split"]["test_cells"] == ["cell4"]
     sel = pd.read_csv(run / "selection.csv")
     assert sel["cv_score"].notna().all() and "db5" in set(sel["wavelet"])

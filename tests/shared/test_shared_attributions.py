@@ -1,11 +1,18 @@
 """TRIM attributions against captum and closed forms."""
 
+import numpy as np
 import pytest
 import torch
 from captum.attr import InputXGradient, IntegratedGradients, Saliency
 
 from shared import DWT1d, DWT2d, LearnableWavelet
-from shared.attributions import FourierBands2d, TRIMModel, residual_of, trim_attributions
+from shared.attributions import (
+    FourierBands2d,
+    TRIMModel,
+    compression_rate,
+    residual_of,
+    trim_attributions,
+)
 from shared.losses import flatten_coeffs
 
 
@@ -182,3 +189,28 @@ def test_bad_input():
     with pytest.warns(UserWarning, match="training mode"):
         trim_attributions(teacher, dwt, x, "saliency")
     assert not teacher.training
+
+
+def test_compression_rate_of_a_linear_teacher_equals_the_pywt_closed_form():
+    # For y = w . x and an orthogonal transform the saliency of every coefficient is the
+    # transform of w itself, so the measure is a count over two pywt decompositions.
+    pywt = pytest.importorskip("pywt")
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(64, generator=gen, dtype=torch.float64) * 0.01
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 1, bias=False))
+    teacher = teacher.double()
+    with torch.no_grad():
+        teacher[1].weight.copy_(w[None])
+    x = torch.randn(5, 1, 64, generator=gen, dtype=torch.float64) * 0.01
+    t = 2e-3
+    got = compression_rate(teacher, DWT1d("db4", levels=3, mode="periodization"), x, threshold=t)
+    w_c = np.concatenate(pywt.wavedec(w.numpy(), "db4", mode="periodization", level=3))
+    kept = 0
+    for xi in x[:, 0].numpy():
+        x_c = np.concatenate(pywt.wavedec(xi, "db4", mode="periodization", level=3))
+        kept += int(np.sum((np.abs(x_c) > t) & (np.abs(w_c) > t)))
+    expected = kept / (5 * 64)
+    assert 0.05 < expected < 0.95  # the thresholds split the coefficients
+    assert got == pytest.approx(expected)
+    with pytest.raises(ValueError, match="threshold"):
+        compression_rate(teacher, DWT1d("db4", levels=3), x, threshold=-1.0)
