@@ -60,3 +60,42 @@ def test_missing_run_is_named_and_the_rest_is_built(tmp_path):
     # The domains' hooks name their missing runs too.
     assert "molecular-partner results table: missing" in result.output
     assert "cosmology results table: missing" in result.output
+
+
+def test_domain_figures_from_the_committed_results_are_byte_stable(tmp_path):
+    # The committed run directories under results/ are the inputs `awd figures` promises
+    # to rebuild from; the domains' hooks must draw every figure and draw it identically.
+    from pathlib import Path
+
+    import pandas as pd
+
+    from cosmology.cli import make_figures as cosmology_figures
+    from molecular_partner.cli import make_figures as mp_figures
+    from shared.figures import FigureReport
+
+    results = Path(__file__).resolve().parents[2] / "results"
+    reports = []
+    for out in (tmp_path / "a", tmp_path / "b"):
+        report = FigureReport()
+        cosmology_figures(results, out, report)
+        mp_figures(results, out, report)
+        reports.append(report)
+    assert not reports[0].missing
+    stems = {p.stem for p in reports[0].written}
+    assert stems == {
+        "cosmology_wavelets",
+        "cosmology_results",
+        "cosmology_peak_histograms",
+        "heatmap_cosmology",
+        "molecular_partner_wavelets",
+        "molecular_partner_results",
+        "heatmap_molecular_partner",
+    }
+    for path in reports[0].written:
+        assert path.read_bytes() == (tmp_path / "b" / path.name).read_bytes(), path.name
+    table = pd.read_csv(tmp_path / "a" / "molecular_partner_results.csv").set_index("method")
+    for method in ("awd", "awd_gamma0", "db5"):
+        assert 0 < table.loc[method, "compression_rate"] < 1
+    assert table.loc["teacher", "n_parameters"] > table.loc["awd", "n_parameters"]
+    hist = pd.read_csv(tmp_path / "a" / "cosmology_peak_histograms.csv")
+    assert hist["omega_m"].nunique() == 10 and (hist["mean_peaks_per_map"] >= 0).all()
