@@ -113,6 +113,8 @@ class StudentConfig:
     coverages: tuple[float, ...] = (0.95, 0.98, 0.995)
     multiscale_bins: int = 10
     multiscale_coverage: float = 0.98
+    l1_bins: int = 12
+    l1_coverage: float = 0.998
     ridge_alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
     xgb_estimators: int = 300
     xgb_depth: int = 4

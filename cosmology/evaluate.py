@@ -41,6 +41,7 @@ from cosmology.student import (
     PixelQuantileFeatures,
     PowerSpectrumFeatures,
     TemplateChi2,
+    WaveletL1Features,
     check_predictions,
     laplace_kernel,
     make_regressor,
@@ -181,6 +182,21 @@ def _candidates(cfg: RunConfig, grid: list[dict], transforms: dict, side: float)
                 ),
             )
         )
+    # The wavelet l1-norm of every grid point and of db5, through the same predictors.
+    l1_sets = (("awd_l1", awd_points), ("awd_gamma0_l1", zero_points))
+    for fam, points in l1_sets:
+        for p in points:
+            out.append(
+                _Candidate(
+                    fam,
+                    {"wavelet": p["name"]},
+                    lambda t=transforms[p["name"]]: WaveletL1Features(t, s.l1_bins, s.l1_coverage),
+                )
+            )
+    db5_2d = DWT2d(cfg.distill.wavelet, levels=cfg.distill.levels, mode=cfg.distill.mode)
+    out.append(
+        _Candidate("db5_l1", {}, lambda: WaveletL1Features(db5_2d, s.l1_bins, s.l1_coverage))
+    )
     out.append(_Candidate("power_spectrum", {}, lambda: PowerSpectrumFeatures(side, s.n_ell_bins)))
     out.append(_Candidate("pixel_quantiles", {}, lambda: PixelQuantileFeatures(s.quantiles)))
     if s.minkowski:

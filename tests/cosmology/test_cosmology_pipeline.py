@@ -113,6 +113,10 @@ def test_metrics_are_complete_finite_and_sensible(run_dir):
         "trivial",
         "awd_multiscale_ridge",
         "awd_multiscale_xgboost",
+        "awd_l1",
+        "awd_l1_pooled",
+        "awd_gamma0_l1",
+        "db5_l1",
     ):
         assert name in methods, name
     assert np.isfinite(m[["rmse", "rmse_sd", "predict_seconds_per_map"]].to_numpy()).all()

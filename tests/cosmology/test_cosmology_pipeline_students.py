@@ -15,6 +15,7 @@ from cosmology.student import (
     PeakFilterFeatures,
     PowerSpectrumFeatures,
     TemplateChi2,
+    WaveletL1Features,
     _best_window,
     laplace_kernel,
     make_regressor,
@@ -109,6 +110,23 @@ def test_multiscale_histograms_equal_pywt_bands_and_numpy_histograms():
             # numpy closes its last bin; ours is half-open like every other bin.
             ref[-1] -= int(np.sum(heights == edges[-1]))
             np.testing.assert_array_equal(X[i, 5 * k : 5 * k + 5], ref)
+
+
+def test_wavelet_l1_features_equal_pywt_bands_binned_by_numpy():
+    pywt = pytest.importorskip("pywt")
+    maps = torch.from_numpy(_maps(3, size=64))
+    f = WaveletL1Features(DWT2d("db5", levels=2, mode="zero"), n_bins=6, coverage=0.9).fit(maps)
+    X = f.transform(maps)
+    assert X.shape == (3, len(f.names())) == (3, 7 * 6)
+    for i in range(3):
+        coeffs = pywt.wavedec2(maps[i].numpy(), "db5", mode="zero", level=2)
+        bands = [coeffs[0]] + [b for detail in coeffs[1:] for b in detail]
+        for k, (band, edges) in enumerate(zip(bands, f.edges_, strict=True)):
+            v = band.ravel()
+            # Values outside the range count in the end bins.
+            which = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, 5)
+            ref = np.bincount(which, weights=np.abs(v), minlength=6)
+            np.testing.assert_allclose(X[i, 6 * k : 6 * k + 6], ref, rtol=1e-9, atol=1e-12)
 
 
 def test_template_classifier_both_covariances():
