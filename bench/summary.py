@@ -62,6 +62,18 @@ def main() -> None:
                 f"| [sweep](sweep.md) | 8-point sweep, {r['engine']} | {r['seconds']:.1f} s | "
                 f"{base['engine']} | {base['seconds']:.1f} s | {ratio:.2f} |"
             )
+    predict = _load("cosmology_predict")
+    if predict:
+        rows = predict["rows"]
+        teacher = next(r for r in rows if r["case"].startswith("teacher: small CNN"))
+        for r in rows:
+            if r["case"].startswith("teacher"):
+                continue
+            lines.append(
+                f"| [cosmology_predict](cosmology_predict.md) | prediction per map, {r['case']} | "
+                f"{r['us_per_map']:.0f} µs | small CNN teacher | {teacher['us_per_map']:.0f} µs | "
+                f"{r['us_per_map'] / teacher['us_per_map']:.2f} |"
+            )
     lines += [
         "",
         "Domain data paths: [cosmology_data.md](cosmology_data.md) (simulation and batched map "
