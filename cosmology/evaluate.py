@@ -42,6 +42,7 @@ from cosmology.student import (
     PowerSpectrumFeatures,
     TemplateChi2,
     WaveletL1Features,
+    band_names,
     check_predictions,
     laplace_kernel,
     make_regressor,
@@ -52,6 +53,7 @@ from cosmology.student import (
 from cosmology.teacher import build_teacher, count_parameters, load_teacher, predict
 from shared import DWT2d
 from shared.attributions import FourierBands2d, trim_attributions
+from shared.losses import flatten_coeffs
 from shared.runs import atomic_write, load_transform, write_json
 
 __all__ = ["METRIC_COLUMNS", "bootstrap_rmse", "metrics_markdown", "run_evaluate"]
@@ -246,17 +248,6 @@ def metrics_markdown(metrics: pd.DataFrame, header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _band_names(levels: int) -> list[str]:
-    return [f"A{levels}"] + [f"{b}{j}" for j in range(levels, 0, -1) for b in "HVD"]
-
-
-def _band_leaves(coeffs) -> list[torch.Tensor]:
-    out = [coeffs[0]]
-    for triple in coeffs[1:]:
-        out.extend(triple)
-    return out
-
-
 def _interpretation(
     teacher, transform, maps: torch.Tensor, cfg: RunConfig, pixel_arcmin: float
 ) -> tuple[dict, dict[str, np.ndarray]]:
@@ -265,12 +256,12 @@ def _interpretation(
     x = maps[: e.n_attr_maps, None].double()
     teacher = teacher.double()
     transform = transform.double()
-    info: dict[str, Any] = {"bands": _band_names(transform.levels)}
+    info: dict[str, Any] = {"bands": band_names(transform.levels)}
     arrays: dict[str, np.ndarray] = {}
     for method in ("saliency", "input_x_gradient"):
         attrs = trim_attributions(teacher, transform, x, method, [0, 1])
         info[f"wavelet_{method}"] = {
-            p: [float(a.detach().abs().sum() / x.shape[0]) for a in _band_leaves(att)]
+            p: [float(a.detach().abs().sum() / x.shape[0]) for a in flatten_coeffs(att)]
             for p, att in zip(PARAMETERS, attrs, strict=True)
         }
     # Log-spaced annuli from 1.5x the fundamental to the corner: equal-width bands would put
@@ -293,12 +284,12 @@ def _interpretation(
     attrs = trim_attributions(teacher, transform, one, "input_x_gradient", [0, 1])
     arrays["example_map"] = one[0, 0].numpy()
     for p, att in zip(PARAMETERS, attrs, strict=True):
-        leaves = _band_leaves(att)
+        leaves = flatten_coeffs(att)
         flat = torch.cat([a.abs().reshape(-1) for a in leaves])
         k = max(1, int(e.top_fraction * flat.numel()))
         threshold = torch.topk(flat, k).values[-1]
         kept = [
-            c * (a.abs() >= threshold) for c, a in zip(_band_leaves(coeffs), leaves, strict=True)
+            c * (a.abs() >= threshold) for c, a in zip(flatten_coeffs(coeffs), leaves, strict=True)
         ]
         structured = [kept[0]] + [
             tuple(kept[1 + 3 * i : 4 + 3 * i]) for i in range(transform.levels)

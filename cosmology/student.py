@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from cosmology.statistics import filter_maps, find_peaks, minkowski_functionals, power_spectrum
+from shared.losses import flatten_coeffs
 
 __all__ = [
     "ConcatFeatures",
@@ -34,6 +35,8 @@ __all__ = [
     "PixelQuantileFeatures",
     "PowerSpectrumFeatures",
     "TemplateChi2",
+    "WaveletL1Features",
+    "band_names",
     "check_predictions",
     "laplace_kernel",
     "make_regressor",
@@ -272,12 +275,19 @@ class PeakFilterFeatures:
         return [f"{t}_bin{b}" for t in tags for b in range(self.n_bins)]
 
 
+def band_names(levels: int) -> list[str]:
+    """Names of the bands of a ``levels``-level 2D transform, in pywt order.
+
+    Examples
+    --------
+    >>> band_names(2)
+    ['A2', 'H2', 'V2', 'D2', 'H1', 'V1', 'D1']
+    """
+    return [f"A{levels}"] + [f"{b}{j}" for j in range(levels, 0, -1) for b in "HVD"]
+
+
 def _bands(coeffs) -> list[tuple[str, Tensor]]:
-    levels = len(coeffs) - 1
-    out = [(f"A{levels}", coeffs[0])]
-    for i, triple in enumerate(coeffs[1:]):
-        out += [(f"{b}{levels - i}", t) for b, t in zip("HVD", triple, strict=True)]
-    return out
+    return list(zip(band_names(len(coeffs) - 1), flatten_coeffs(coeffs), strict=True))
 
 
 class MultiscalePeakFeatures:
@@ -333,10 +343,11 @@ class MultiscalePeakFeatures:
         return np.concatenate(out)
 
     def names(self) -> list[str]:
-        levels = self.transform_.levels
-        bands = [f"A{levels}"] + [f"{b}{j}" for j in range(levels, 0, -1) for b in "HVD"]
         return [
-            f"{b}_{t}_bin{k}" for b in bands for t in ("max", "min") for k in range(self.n_bins)
+            f"{b}_{t}_bin{k}"
+            for b in band_names(self.transform_.levels)
+            for t in ("max", "min")
+            for k in range(self.n_bins)
         ]
 
 
@@ -391,9 +402,9 @@ class WaveletL1Features:
         return np.concatenate(out)
 
     def names(self) -> list[str]:
-        levels = self.transform_.levels
-        bands = [f"A{levels}"] + [f"{b}{j}" for j in range(levels, 0, -1) for b in "HVD"]
-        return [f"{b}_l1_bin{k}" for b in bands for k in range(self.n_bins)]
+        return [
+            f"{b}_l1_bin{k}" for b in band_names(self.transform_.levels) for k in range(self.n_bins)
+        ]
 
 
 class PowerSpectrumFeatures:
