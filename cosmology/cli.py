@@ -300,6 +300,7 @@ def _grid_heatmap(table_path: Path, out: Path) -> list[Path]:
         "cosmology",
         value="val_score",
         label="validation RMSE / SD (lower is better)",
+        higher_is_better=False,
     )
 
 

@@ -27,6 +27,7 @@ import torch
 from cosmology.config import check_run_dir
 from cosmology.evaluate import PARAMETERS, metrics_markdown, read_metrics
 from shared import LearnableWavelet
+from shared.plots import plot_grid_heatmap
 from shared.runs import atomic_write, write_csv
 
 __all__ = ["FIGURES", "write_report"]
@@ -259,22 +260,15 @@ def peak_histogram_table(arrays: dict) -> pd.DataFrame:
 
 
 def _grid_fig(scores: pd.DataFrame):
-    lams = sorted(scores["lambda"].unique())
-    gams = sorted(scores["gamma"].unique())
-    table = np.full((len(lams), len(gams)), np.nan)
-    for lam, gam, score in zip(scores["lambda"], scores["gamma"], scores["val_score"], strict=True):
-        table[lams.index(lam), gams.index(gam)] = score
     fig, ax = plt.subplots(figsize=(6, 3))
-    im = ax.imshow(table, cmap="viridis_r", aspect="auto")
-    ax.set_xticks(range(len(gams)), [f"{g:g}" for g in gams])
-    ax.set_yticks(range(len(lams)), [f"{v:g}" for v in lams])
-    ax.set_xlabel("gamma (attribution L1)")
-    ax.set_ylabel("lambda (coefficient L1)")
-    for i in range(len(lams)):
-        for j in range(len(gams)):
-            if np.isfinite(table[i, j]):
-                ax.text(j, i, f"{table[i, j]:.3f}", ha="center", va="center", fontsize=7, color="w")
-    fig.colorbar(im, label="val mean RMSE / SD")
+    plot_grid_heatmap(
+        ax,
+        scores["lambda"].tolist(),
+        scores["gamma"].tolist(),
+        scores["val_score"].tolist(),
+        higher_is_better=False,
+        label="val mean RMSE / SD",
+    )
     fig.tight_layout()
     return fig
 

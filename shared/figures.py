@@ -26,7 +26,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from shared.plots import plot_wavelet
+from shared.plots import plot_grid_heatmap, plot_wavelet
 from shared.runs import atomic_write, load_transform, write_csv
 
 __all__ = [
@@ -123,6 +123,7 @@ def heatmap_figure(
     label: str,
     lam: str = "lambda",
     gamma: str = "gamma",
+    higher_is_better: bool = True,
 ) -> list[Path]:
     """A lambda x gamma heatmap of ``table[value]`` (one row per grid point), numbers printed.
 
@@ -134,30 +135,17 @@ def heatmap_figure(
     >>> [p.suffix for p in paths]
     ['.png', '.pdf', '.csv']
     """
-    grid = table.pivot_table(index=lam, columns=gamma, values=value)
+    n_lam, n_gam = table[lam].nunique(), table[gamma].nunique()
     with style():
-        fig, ax = plt.subplots(figsize=(1.5 + 0.8 * grid.shape[1], 1.2 + 0.6 * grid.shape[0]))
-        values = grid.to_numpy()
-        image = ax.imshow(values, aspect="auto", cmap="viridis")
-        for i in range(values.shape[0]):
-            for j in range(values.shape[1]):
-                if pd.notna(values[i, j]):
-                    # White on the dark half of the colour map, black on the light half.
-                    shade = "w" if image.norm(values[i, j]) < 0.5 else "k"
-                    ax.text(
-                        j,
-                        i,
-                        f"{values[i, j]:.3g}",
-                        ha="center",
-                        va="center",
-                        fontsize=6,
-                        color=shade,
-                    )
-        ax.set_xticks(range(grid.shape[1]), [f"{v:.3g}" for v in grid.columns], rotation=45)
-        ax.set_yticks(range(grid.shape[0]), [f"{v:.3g}" for v in grid.index])
-        ax.set_xlabel("γ (attribution penalty)")
-        ax.set_ylabel("λ (sparsity penalty)")
-        fig.colorbar(image, ax=ax, label=label)
+        fig, ax = plt.subplots(figsize=(1.5 + 0.8 * n_gam, 1.2 + 0.6 * n_lam))
+        plot_grid_heatmap(
+            ax,
+            table[lam].tolist(),
+            table[gamma].tolist(),
+            table[value].tolist(),
+            higher_is_better=higher_is_better,
+            label=label,
+        )
         ax.set_title(name)
         fig.tight_layout()
         return save_figure(fig, out, f"heatmap_{name}", table)
@@ -165,6 +153,12 @@ def heatmap_figure(
 
 def _heatmap_figure(summary: Path, out: Path, name: str) -> list[Path]:
     table = pd.read_csv(summary)
+    # A sweep's score may be better high (R²) or low (RMSE): its selected point says which.
+    selected = summary.with_name("selected.json")
+    higher = True
+    if selected.exists():
+        chosen = json.loads(selected.read_text())["val_score"]
+        higher = bool(chosen >= table["val_score"].max())
     return heatmap_figure(
         table,
         out,
@@ -173,6 +167,7 @@ def _heatmap_figure(summary: Path, out: Path, name: str) -> list[Path]:
         label="validation score",
         lam="l1_coeffs",
         gamma="l1_attr",
+        higher_is_better=higher,
     )
 
 

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from shared.wavelet import LearnableWavelet
 
-__all__ = ["figure_to_base64", "plot_attribution_by_band", "plot_wavelet"]
+__all__ = ["figure_to_base64", "plot_attribution_by_band", "plot_grid_heatmap", "plot_wavelet"]
 
 
 def plot_wavelet(
@@ -90,6 +90,54 @@ def plot_attribution_by_band(
     ax.set_ylim(0, max(1e-12, max(shares.values())) * 1.15)
     ax.set_title(title)
     return ax
+
+
+def plot_grid_heatmap(
+    ax: Axes,
+    lambdas: Sequence[float],
+    gammas: Sequence[float],
+    scores: Sequence[float],
+    *,
+    higher_is_better: bool = True,
+    best: tuple[float, float] | None = None,
+    label: str = "validation score",
+    annotate: bool = True,
+):
+    """A lambda x gamma heatmap of one score per grid point; returns the colour bar.
+
+    The better end of the scale is always yellow; ``best`` (lambda, gamma) is starred and
+    each cell prints its score when ``annotate``.
+
+    Examples
+    --------
+    >>> fig, ax = plt.subplots()
+    >>> bar = plot_grid_heatmap(ax, [0.1, 0.1, 1.0], [0.0, 1.0, 0.0], [0.5, 0.7, 0.6])
+    >>> [t.get_text() for t in ax.get_yticklabels()]
+    ['0.1', '1']
+    >>> plt.close(fig)
+    """
+    import numpy as np
+
+    lams, gams = sorted(set(lambdas)), sorted(set(gammas))
+    grid = np.full((len(lams), len(gams)), np.nan)
+    for lam, gam, score in zip(lambdas, gammas, scores, strict=True):
+        grid[lams.index(lam), gams.index(gam)] = score
+    image = ax.imshow(grid, cmap="viridis" if higher_is_better else "viridis_r", aspect="auto")
+    if annotate:
+        for i, j in zip(*np.nonzero(np.isfinite(grid)), strict=True):
+            # White on the dark half of the colour map, black on the light half.
+            dark = (
+                image.norm(grid[i, j]) < 0.5 if higher_is_better else image.norm(grid[i, j]) > 0.5
+            )
+            ax.text(j, i, f"{grid[i, j]:.3g}", ha="center", va="center", fontsize=6,
+                    color="w" if dark else "k")  # fmt: skip
+    if best is not None:
+        ax.plot(gams.index(best[1]), lams.index(best[0]), "r*", markersize=12)
+    ax.set_xticks(range(len(gams)), [f"{g:.3g}" for g in gams], rotation=45)
+    ax.set_yticks(range(len(lams)), [f"{v:.3g}" for v in lams])
+    ax.set_xlabel("γ (attribution penalty)")
+    ax.set_ylabel("λ (sparsity penalty)")
+    return ax.figure.colorbar(image, ax=ax, label=label)
 
 
 def figure_to_base64(fig: Figure, dpi: int = 100) -> str:

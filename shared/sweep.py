@@ -33,8 +33,6 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
 from shared.losses import PenaltyWeights
 from shared.runs import atomic_write, write_csv, write_json
 
@@ -337,23 +335,18 @@ def run_sweep(
 
 
 def _heatmap(path: Path, records: Sequence[dict], config: SweepConfig, higher: bool, best) -> None:
-    import matplotlib
+    from shared.plots import plot_grid_heatmap, plt
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lams, gams = sorted(config.l1_coeffs), sorted(config.l1_attr)
-    grid = np.full((len(lams), len(gams)), np.nan)
-    for r in records:
-        grid[lams.index(r["l1_coeffs"]), gams.index(r["l1_attr"])] = r["val_score"]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(gams), 1.0 + 0.6 * len(lams)))
-    image = ax.imshow(grid, cmap="viridis" if higher else "viridis_r", aspect="auto")
-    ax.set_xticks(range(len(gams)), [f"{g:.3g}" for g in gams], rotation=45)
-    ax.set_yticks(range(len(lams)), [f"{v:.3g}" for v in lams])
-    ax.set_xlabel("γ (l1_attr)")
-    ax.set_ylabel("λ (l1_coeffs)")
-    ax.plot(gams.index(best["l1_attr"]), lams.index(best["l1_coeffs"]), "r*", markersize=12)
-    fig.colorbar(image, ax=ax, label="validation score")
+    n_lam, n_gam = len(config.l1_coeffs), len(config.l1_attr)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * n_gam, 1.0 + 0.6 * n_lam))
+    plot_grid_heatmap(
+        ax,
+        [r["l1_coeffs"] for r in records],
+        [r["l1_attr"] for r in records],
+        [r["val_score"] for r in records],
+        higher_is_better=higher,
+        best=(best["l1_coeffs"], best["l1_attr"]),
+    )
     ax.set_title("validation score; ★ selected")
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=100))
