@@ -380,13 +380,14 @@ def run_distill(
             )
         previous[lam] = path
         records.append({"lambda": lam, "gamma": gamma, "name": folder.name, "path": str(path)})
-    write_json(
-        run_dir / "distill" / "grid.json",
-        {
-            "target": s.target,
-            "points": [{k: r[k] for k in ("lambda", "gamma", "name")} for r in records],
-        },
-    )
+    grid = {
+        "target": s.target,
+        "points": [{k: r[k] for k in ("lambda", "gamma", "name")} for r in records],
+    }
+    grid_path = run_dir / "distill" / "grid.json"
+    # Rewritten only when it changes: its time stamp tells later steps the grid is new.
+    if not grid_path.exists() or json.loads(grid_path.read_text()) != grid:
+        write_json(grid_path, grid)
     return records
 
 

@@ -68,6 +68,15 @@ def run_dir(data_root, tmp_path_factory):
     return run
 
 
+def test_distilling_a_finished_grid_again_changes_nothing(run_dir):
+    grid = run_dir / "distill" / "grid.json"
+    before = grid.stat().st_mtime_ns, grid.read_bytes()
+    res = _invoke("distill", "--run", str(run_dir))
+    assert res.exit_code == 0, res.output
+    # Untouched: a newer grid.json would mark the evaluation stale.
+    assert (grid.stat().st_mtime_ns, grid.read_bytes()) == before
+
+
 def test_every_command_writes_its_outputs(run_dir):
     for rel in (
         "run.json",
