@@ -8,16 +8,17 @@ need only the run directory.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from shared.config import apply_overrides, config_from_dict, config_to_dict
+from shared.config import load_config as shared_load_config
 from shared.runs import atomic_write, write_json
 
 __all__ = [
@@ -158,49 +159,17 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists), the YAML form."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> RunConfig:
         """Build from a nested mapping; unknown keys are errors naming ``source``."""
-        sections = {}
-        for f in fields(cls):
-            sub = data.get(f.name) or {}
-            if not isinstance(sub, Mapping):
-                raise ValueError(f"{source}: section {f.name!r} must be a mapping")
-            sections[f.name] = _build(f.default_factory, sub, f"{source}: {f.name}")  # type: ignore[misc]
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"{source}: unknown sections {sorted(unknown)}")
-        return cls(**sections)
+        return config_from_dict(cls, data, source)
 
     def override(self, assignments: Sequence[str]) -> RunConfig:
         """Apply ``section.key=value`` overrides (values parsed as YAML)."""
-        data = self.to_dict()
-        for item in assignments:
-            if "=" not in item or "." not in item.split("=", 1)[0]:
-                raise ValueError(f"override {item!r} is not of the form section.key=value")
-            key, value = item.split("=", 1)
-            section, name = key.split(".", 1)
-            if section not in data or name not in data[section]:
-                raise ValueError(f"override {item!r}: no setting {key!r}")
-            data[section][name] = yaml.safe_load(value)
+        data = apply_overrides(self.to_dict(), assignments, strict=True)
         return RunConfig.from_dict(data, "overrides")
-
-
-def _build(factory, values: Mapping[str, Any], where: str):
-    default = factory()
-    known = {f.name: f for f in fields(default)}
-    unknown = set(values) - set(known)
-    if unknown:
-        raise ValueError(f"{where}: unknown settings {sorted(unknown)}")
-    kwargs = {}
-    for name, value in values.items():
-        current = getattr(default, name)
-        if isinstance(current, tuple) and isinstance(value, (list, tuple)):
-            value = tuple(value)
-        kwargs[name] = value
-    return replace(default, **kwargs)
 
 
 def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> RunConfig:
@@ -211,20 +180,7 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -
     >>> load_config(None, ["data.root=maps"]).data.root
     'maps'
     """
-    if path is None:
-        cfg = RunConfig()
-    else:
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML ({err})") from None
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{path}: a config must be a mapping of sections")
-        cfg = RunConfig.from_dict(data, str(path))
-    return cfg.override(overrides) if overrides else cfg
+    return shared_load_config(RunConfig, path, overrides, strict=True)
 
 
 def save_config(cfg: RunConfig, path: str | os.PathLike) -> Path:

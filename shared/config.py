@@ -61,8 +61,19 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any], where: str = "config
         raise ValueError(f"{where}: {err}") from None
 
 
-def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Set ``a.b=value`` entries in a nested dict (values parsed as YAML scalars)."""
+def apply_overrides(
+    data: dict[str, Any], overrides: Iterable[str], *, strict: bool = False
+) -> dict[str, Any]:
+    """Set ``a.b=value`` entries in a nested dict (values parsed as YAML scalars).
+
+    With ``strict`` every path must name an existing setting (a typo is an error instead
+    of a new key).
+
+    Examples
+    --------
+    >>> apply_overrides({"a": {"b": 1}}, ["a.b=[1, 2]"])
+    {'a': {'b': [1, 2]}}
+    """
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r} is not of the form key.path=value")
@@ -70,24 +81,39 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
         keys = path.strip().split(".")
         node = data
         for key in keys[:-1]:
+            if strict and not isinstance(node.get(key), dict):
+                raise ValueError(f"override {item!r}: no setting {path.strip()!r}")
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
                 raise ValueError(f"override {item!r}: {key!r} is not a section")
+        if strict and keys[-1] not in node:
+            raise ValueError(f"override {item!r}: no setting {path.strip()!r}")
         node[keys[-1]] = yaml.safe_load(raw)
     return data
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = ()) -> T:
-    """Defaults of ``cls``, updated from a YAML file, then from ``key.path=value`` overrides."""
+def load_config(
+    cls: type[T],
+    path: str | Path | None = None,
+    overrides: Iterable[str] = (),
+    *,
+    strict: bool = False,
+) -> T:
+    """Defaults of ``cls``, updated from a YAML file, then from ``key.path=value`` overrides.
+
+    ``strict`` is passed to :func:`apply_overrides`.
+    """
     data = config_to_dict(cls())
     if path is not None:
         path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"{path}: config file not found")
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
         except (OSError, yaml.YAMLError) as err:
             raise ValueError(f"{path}: cannot read the config ({err})") from None
         _merge(data, loaded, str(path))
-    apply_overrides(data, overrides)
+    apply_overrides(data, overrides, strict=strict)
     return config_from_dict(cls, data, str(path) if path is not None else "config")
 
 

@@ -202,7 +202,7 @@ def test_config_overrides_and_errors(tmp_path):
         RunConfig().override(["teacher.depth=3"])
     bad = tmp_path / "c.yaml"
     bad.write_text("teacher:\n  widht: 3\n")
-    with pytest.raises(ValueError, match="unknown settings"):
+    with pytest.raises(ValueError, match=r"unknown keys \[.widht.\]"):
         load_config(bad)
     with pytest.raises(ValueError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")
