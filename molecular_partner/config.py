@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from shared.config import apply_overrides
 from shared.runs import atomic_write
 
 __all__ = [
@@ -174,28 +175,27 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     >>> cfg.teacher.epochs, cfg.distill.gammas
     (3, (0.0, 0.1))
     """
+    where = str(path) if path is not None else "config"
+    sections = {"teacher": TeacherSettings, "distill": DistillSettings}
+    sections["evaluate"] = EvaluateSettings
     raw: dict = {}
-    where = "config"
     if path is not None:
-        where = str(path)
         try:
             raw = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as err:
             raise ValueError(f"{path}: cannot read the YAML config ({err})") from None
         if not isinstance(raw, dict):
             raise ValueError(f"{path}: the config must be a mapping of sections")
-    sections = {"teacher": TeacherSettings, "distill": DistillSettings}
-    sections["evaluate"] = EvaluateSettings
     unknown = sorted(set(raw) - set(sections))
     if unknown:
         raise ValueError(f"{where}: unknown section(s) {unknown}; known: {sorted(sections)}")
     values = {k: dict(raw.get(k) or {}) for k in sections}
     for item in overrides or []:
-        key, sep, value = item.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not sep or not dot or section not in sections:
+        section, dot, _ = item.partition("=")[0].strip().partition(".")
+        if "=" not in item or not dot or section not in sections:
             raise ValueError(f"override {item!r} must look like section.field=value")
-        values[section][name] = value.strip()
+    # YAML values, so `[0, 0.1]` works; a bare `0,0.1` stays a string for _coerce to split.
+    apply_overrides(values, overrides or [])
     return PipelineConfig(**{k: _section(cls, values[k], where) for k, cls in sections.items()})
 
 
