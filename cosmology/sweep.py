@@ -42,6 +42,7 @@ from cosmology.pipeline import (
 from cosmology.student import MultiscalePeakFeatures, make_regressor
 from cosmology.teacher import load_teacher
 from shared import PenaltyWeights
+from shared.config import settings_to_overrides
 from shared.runs import load_transform, write_json
 
 __all__ = ["CosmologySweepTask", "make_task", "student_score"]
@@ -49,20 +50,6 @@ __all__ = ["CosmologySweepTask", "make_task", "student_score"]
 logger = logging.getLogger(__name__)
 
 _KNOWN_KEYS = {"run", "data", "config", "settings"}
-
-
-def _overrides(settings: Any) -> list[str]:
-    if settings is None:
-        return []
-    if not isinstance(settings, dict):
-        raise ValueError(f"base.settings must map sections to fields, got {settings!r}")
-    items = []
-    for section, values in settings.items():
-        if not isinstance(values, dict):
-            raise ValueError(f"base.settings.{section} must be a mapping, got {values!r}")
-        for name, value in values.items():
-            items.append(f"{section}.{name}={json.dumps(value)}")
-    return items
 
 
 def student_score(pred: np.ndarray, y: np.ndarray, scale: np.ndarray) -> float:
@@ -98,7 +85,7 @@ class CosmologySweepTask:
         unknown = sorted(set(base) - _KNOWN_KEYS)
         if unknown:
             raise ValueError(f"unknown base key(s) {unknown}; known: {sorted(_KNOWN_KEYS)}")
-        overrides = _overrides(base.get("settings"))
+        overrides = settings_to_overrides(base.get("settings"))
         self.run = Path(base["run"]) if base.get("run") else None
         if self.run is not None:
             if base.get("config"):

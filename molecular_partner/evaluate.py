@@ -577,7 +577,8 @@ def results_table(metrics: pd.DataFrame, methods: dict) -> pd.DataFrame:
         for metric in ("r2", "auc"):
             row[metric] = part["value"].get(metric, np.nan)
             row[f"{metric}_sd"] = part["sd"].get(metric, np.nan)
-        row["compression_rate"] = reg.get("compression_rate") or np.nan
+        rate = reg.get("compression_rate")
+        row["compression_rate"] = np.nan if rate is None else rate
         row["n_parameters"] = reg.get("n_parameters", np.nan)
         time_of = "r2" if "r2" in part.index else part.index[0]
         row["predict_seconds_per_trace"] = part["predict_seconds_per_trace"].get(time_of)

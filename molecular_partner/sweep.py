@@ -38,6 +38,7 @@ from molecular_partner.evaluate import OUTCOMES, TRACE
 from molecular_partner.student import TopCoefficients, grouped_cv_score, make_linear
 from molecular_partner.teacher import LSTMTeacher, load_teacher, save_teacher, train_teacher
 from shared import PenaltyWeights, load_transform
+from shared.config import settings_to_overrides
 from shared.runs import write_json
 
 __all__ = ["MolecularPartnerSweepTask", "make_task", "validation_cells"]
@@ -61,22 +62,6 @@ def validation_cells(table: pd.DataFrame, n: int, seed: int) -> list[str]:
         return []
     n = min(n, len(cells) - 1)
     return sorted(np.random.default_rng(seed).permutation(cells)[:n].tolist())
-
-
-def _overrides(settings: Any) -> list[str]:
-    if settings is None:
-        return []
-    if not isinstance(settings, dict):
-        raise ValueError(f"base.settings must map sections to fields, got {settings!r}")
-    items = []
-    for section, values in settings.items():
-        if not isinstance(values, dict):
-            raise ValueError(f"base.settings.{section} must be a mapping, got {values!r}")
-        for name, value in values.items():
-            if isinstance(value, (list, tuple)):
-                value = ",".join(str(v) for v in value)
-            items.append(f"{section}.{name}={'null' if value is None else value}")
-    return items
 
 
 class MolecularPartnerSweepTask:
@@ -108,7 +93,7 @@ class MolecularPartnerSweepTask:
         self.outcome = str(base.get("outcome", "regression"))
         if self.outcome not in OUTCOME_NAMES:
             raise ValueError(f"base.outcome must be one of {OUTCOME_NAMES}, got {self.outcome!r}")
-        overrides = _overrides(base.get("settings"))
+        overrides = settings_to_overrides(base.get("settings"))
         self.config: PipelineConfig = load_config(base.get("config"), overrides)
         self._cache: dict[str, Any] | None = None
 

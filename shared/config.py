@@ -11,6 +11,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -18,7 +19,13 @@ from typing import Any, TypeVar
 
 import yaml
 
-__all__ = ["apply_overrides", "config_from_dict", "config_to_dict", "load_config"]
+__all__ = [
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "settings_to_overrides",
+]
 
 T = TypeVar("T")
 
@@ -90,6 +97,27 @@ def apply_overrides(
             raise ValueError(f"override {item!r}: no setting {path.strip()!r}")
         node[keys[-1]] = yaml.safe_load(raw)
     return data
+
+
+def settings_to_overrides(settings: Any, where: str = "base.settings") -> list[str]:
+    """``{section: {field: value}}`` as ``section.field=value`` overrides (values as JSON,
+    which YAML reads back unchanged).
+
+    Examples
+    --------
+    >>> settings_to_overrides({"distill": {"gammas": [0, 0.1], "patience": None}})
+    ['distill.gammas=[0, 0.1]', 'distill.patience=null']
+    """
+    if settings is None:
+        return []
+    if not isinstance(settings, Mapping):
+        raise ValueError(f"{where} must map sections to fields, got {settings!r}")
+    items = []
+    for section, values in settings.items():
+        if not isinstance(values, Mapping):
+            raise ValueError(f"{where}.{section} must be a mapping, got {values!r}")
+        items += [f"{section}.{name}={json.dumps(value)}" for name, value in values.items()]
+    return items
 
 
 def load_config(

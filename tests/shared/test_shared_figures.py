@@ -1,12 +1,16 @@
 """`awd figures`: built from saved runs only, byte-stable, missing inputs named."""
 
 import shutil
+from pathlib import Path
 
+import pandas as pd
 from typer.testing import CliRunner
 
+from cosmology.cli import make_figures as cosmology_figures
+from molecular_partner.cli import make_figures as mp_figures
 from shared import DistillConfig
 from shared.cli import _register_domains, app
-from shared.figures import make_core_figures
+from shared.figures import FigureReport, make_core_figures
 from shared.simulation import SimulationConfig, run_simulation
 from shared.sweep import SweepConfig, run_sweep
 
@@ -65,14 +69,6 @@ def test_missing_run_is_named_and_the_rest_is_built(tmp_path):
 def test_domain_figures_from_the_committed_results_are_byte_stable(tmp_path):
     # The committed run directories under results/ are the inputs `awd figures` promises
     # to rebuild from; the domains' hooks must draw every figure and draw it identically.
-    from pathlib import Path
-
-    import pandas as pd
-
-    from cosmology.cli import make_figures as cosmology_figures
-    from molecular_partner.cli import make_figures as mp_figures
-    from shared.figures import FigureReport
-
     results = Path(__file__).resolve().parents[2] / "results"
     reports = []
     for out in (tmp_path / "a", tmp_path / "b"):
