@@ -33,7 +33,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from molecular_partner.fitting import fit_amplitudes, window_half_width
-from molecular_partner.tables import write_tracks_table
+from molecular_partner.tables import track_row, track_visibility, write_tracks_table
 from shared.runs import atomic_write
 
 __all__ = [
@@ -599,43 +599,27 @@ def ideal_tracks(truth: GroundTruth, cell: str = "cell1", seed: int = 0) -> pd.D
         fx = {k: v[sl] for k, v in fits[0].items()}
         fy = {k: v[sl] for k, v in fits[1].items()}
         ff = f[in_track]
-        first, last = int(ff[0]), int(ff[-1])
         # As a tracker sees it: present in the first or last frame means cut.
-        cut = first == 0 or last == t_max - 1
-        spans = first == 0 and last == t_max - 1
-        cat = 4 if spans else (3 if cut else 1)
+        vis = track_visibility(int(ff[0]), int(ff[-1]), t_max)
+        # Single tracks without gaps: complete -> catIdx 1, cut -> 3, persistent -> 4.
+        cat = {1: 1, 2: 3, 3: 4}[vis]
         rows.append(
-            {
-                "cell": cell,
-                "track_id": int(p.pit_id),
-                "catIdx": cat,
-                "lifetime_s": (last - first + 1) * dt,
-                "start": first + 1,
-                "end": last + 1,
-                "visibility": 3 if spans else (2 if cut else 1),
-                "t": ff * dt,
-                "f": (ff + 1).astype(np.float64),
-                "x": xs[in_track],
-                "y": ys[in_track],
-                "gapVect": np.zeros(ff.size),
-                "X": fx["A"][in_track],
-                "Y": fy["A"][in_track],
-                "c_X": fx["c"][in_track],
-                "c_Y": fy["c"][in_track],
-                "A_pstd_X": fx["A_pstd"][in_track],
-                "A_pstd_Y": fy["A_pstd"][in_track],
-                "pval_Ar_X": fx["pval_Ar"][in_track],
-                "pval_Ar_Y": fy["pval_Ar"][in_track],
-                "sigma_r_X": fx["sigma_r"][in_track],
-                "sigma_r_Y": fy["sigma_r"][in_track],
-                "X_startBuffer": fx["A"][before],
-                "X_endBuffer": fx["A"][after],
-                "Y_startBuffer": fy["A"][before],
-                "Y_endBuffer": fy["A"][after],
-                "pval_Ar_Y_startBuffer": fy["pval_Ar"][before],
-                "pval_Ar_Y_endBuffer": fy["pval_Ar"][after],
-                "pit_id": int(p.pit_id),
-            }
+            track_row(
+                cell=cell,
+                track_id=int(p.pit_id),
+                catIdx=cat,
+                frames=ff,
+                n_frames=t_max,
+                frame_interval_s=dt,
+                x=xs[in_track],
+                y=ys[in_track],
+                gap=np.zeros(ff.size),
+                fits=(fx, fy),
+                track=in_track,
+                start_buffer=before,
+                end_buffer=after,
+                pit_id=int(p.pit_id),
+            )
         )
     return pd.DataFrame(rows)
 

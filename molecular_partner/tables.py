@@ -15,6 +15,7 @@ fit results with the channel's letter: ``X`` / ``Y`` (amplitude ``A`` of clathri
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,8 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "SCALAR_COLUMNS",
     "read_tracks_table",
+    "track_row",
+    "track_visibility",
     "write_tracks_table",
 ]
 
@@ -57,6 +60,114 @@ BUFFER_COLUMNS = (
     "pval_Ar_Y_endBuffer",
 )
 REQUIRED_COLUMNS = ("cell", "lifetime_s", "catIdx", "X", "Y", "pval_Ar_Y")
+FIT_FIELDS = ("A", "c", "A_pstd", "pval_Ar", "sigma_r")
+
+
+def track_visibility(first: int, last: int, n_frames: int) -> int:
+    """cmeAnalysis ``visibility`` of a track: 1 complete, 2 cut, 3 persistent.
+
+    ``first`` and ``last`` are the track's 0-based first and last frames in a movie of
+    ``n_frames``; a track present in the first or last frame is cut, one present in both
+    persists through the whole movie.
+
+    Examples
+    --------
+    >>> track_visibility(3, 7, 10), track_visibility(0, 7, 10), track_visibility(0, 9, 10)
+    (1, 2, 3)
+    """
+    at_start, at_end = first == 0, last == n_frames - 1
+    if at_start and at_end:
+        return 3
+    return 2 if at_start or at_end else 1
+
+
+def track_row(
+    *,
+    cell: str,
+    track_id: int,
+    catIdx: int,
+    frames: np.ndarray,
+    n_frames: int,
+    frame_interval_s: float,
+    x: np.ndarray,
+    y: np.ndarray,
+    gap: np.ndarray,
+    fits: tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]],
+    track,
+    start_buffer,
+    end_buffer,
+    **extra,
+) -> dict:
+    """One row of a tracks table, in the column order of this module.
+
+    The one place where a track's frames and fitted amplitudes become table columns (the
+    simulator's ideal tracker and the movie tracker both build their rows here).
+
+    Parameters
+    ----------
+    cell : str
+    track_id : int
+    catIdx : int
+        cmeAnalysis category, decided by the caller.
+    frames : ndarray of int
+        The track's 0-based frames, gap frames included.
+    n_frames : int
+        Frames in the movie (for ``visibility``).
+    frame_interval_s : float
+        Seconds per frame (``t`` and ``lifetime_s``).
+    x, y, gap : ndarray
+        Position (pixels) and gap flag per track frame.
+    fits : (mapping, mapping)
+        Clathrin and auxilin fit results: arrays ``A``, ``c``, ``A_pstd``, ``pval_Ar``,
+        ``sigma_r`` over the track frames and the buffer frames.
+    track, start_buffer, end_buffer : slice or boolean mask
+        Where the track frames and the two buffers lie in the arrays of ``fits``.
+    **extra
+        Further columns, appended last (e.g. the simulator's ``pit_id``).
+
+    Returns
+    -------
+    dict
+        Column name -> value.
+
+    Examples
+    --------
+    >>> fit = {k: np.arange(7.0) for k in FIT_FIELDS}
+    >>> row = track_row(cell="c1", track_id=1, catIdx=1, frames=np.arange(10, 15),
+    ...                 n_frames=100, frame_interval_s=1.0, x=np.zeros(5), y=np.zeros(5),
+    ...                 gap=np.zeros(5, bool), fits=(fit, fit), track=slice(1, 6),
+    ...                 start_buffer=slice(0, 1), end_buffer=slice(6, 7))
+    >>> row["lifetime_s"], row["start"], row["X"].tolist(), row["X_endBuffer"].tolist()
+    (5.0, 11, [1.0, 2.0, 3.0, 4.0, 5.0], [6.0])
+    """
+    fx, fy = fits
+    first, last = int(frames[0]), int(frames[-1])
+    row = {
+        "cell": cell,
+        "track_id": track_id,
+        "catIdx": catIdx,
+        "lifetime_s": (last - first + 1) * frame_interval_s,
+        "start": first + 1,
+        "end": last + 1,
+        "visibility": track_visibility(first, last, n_frames),
+        "t": frames * frame_interval_s,
+        "f": (frames + 1).astype(np.float64),
+        "x": x,
+        "y": y,
+        "gapVect": np.asarray(gap, dtype=np.float64),
+    }
+    # The amplitude A is the bare channel letter; other fields carry it as a suffix.
+    for fit_field in FIT_FIELDS:
+        prefix = "" if fit_field == "A" else f"{fit_field}_"
+        row[f"{prefix}X"] = fx[fit_field][track]
+        row[f"{prefix}Y"] = fy[fit_field][track]
+    for ch, fit in (("X", fx), ("Y", fy)):
+        row[f"{ch}_startBuffer"] = fit["A"][start_buffer]
+        row[f"{ch}_endBuffer"] = fit["A"][end_buffer]
+    row["pval_Ar_Y_startBuffer"] = fy["pval_Ar"][start_buffer]
+    row["pval_Ar_Y_endBuffer"] = fy["pval_Ar"][end_buffer]
+    row.update(extra)
+    return row
 
 
 def write_tracks_table(df: pd.DataFrame, path: str | Path) -> Path:

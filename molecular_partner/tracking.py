@@ -32,6 +32,7 @@ from scipy import ndimage
 
 from molecular_partner.fitting import extract_windows, fit_amplitudes, window_half_width
 from molecular_partner.simulate import BUFFER_FRAMES
+from molecular_partner.tables import track_row, track_visibility
 
 __all__ = [
     "TrackingConfig",
@@ -384,20 +385,18 @@ def _assemble(
         bs = slice(pos + n, pos + n + nb)
         as_ = slice(pos + n + nb, pos + n + nb + na)
         pos += n + nb + na
-        fx = {key: v[tr] for key, v in fits[0].items()}
-        fy = {key: v[tr] for key, v in fits[1].items()}
-        amp = fx["A"]
+        amp = fits[0]["A"][tr]
         med = float(np.median(amp))
         buf_fail = False
         for sl in (bs, as_):
             sig = (fits[0]["pval_Ar"][sl] < cfg.alpha) & (fits[0]["A"][sl] >= 0.5 * med)
             buf_fail |= int(sig.sum()) >= 2
-        first, last = int(frames[0]), int(frames[-1])
-        persistent = first == 0 and last == t_max - 1
-        cut = first == 0 or last == t_max - 1
-        if persistent:
+        vis = track_visibility(int(frames[0]), int(frames[-1]), t_max)
+        # Persistent (visibility 3) and cut (2) tracks are categories 4 and 3 whatever
+        # their gaps and buffers.
+        if vis == 3:
             cat = 4
-        elif cut:
+        elif vis == 2:
             cat = 3
         elif buf_fail or _gap_invalid(amp, gap):
             cat = 2
@@ -406,36 +405,21 @@ def _assemble(
         if tree_id in compound_trees:
             cat += 4
         rows.append(
-            {
-                "cell": cell,
-                "track_id": k + 1,
-                "catIdx": cat,
-                "lifetime_s": (last - first + 1) * dt,
-                "start": first + 1,
-                "end": last + 1,
-                "visibility": 3 if persistent else (2 if cut else 1),
-                "t": frames * dt,
-                "f": (frames + 1).astype(np.float64),
-                "x": x,
-                "y": y,
-                "gapVect": gap.astype(np.float64),
-                "X": amp,
-                "Y": fy["A"],
-                "c_X": fx["c"],
-                "c_Y": fy["c"],
-                "A_pstd_X": fx["A_pstd"],
-                "A_pstd_Y": fy["A_pstd"],
-                "pval_Ar_X": fx["pval_Ar"],
-                "pval_Ar_Y": fy["pval_Ar"],
-                "sigma_r_X": fx["sigma_r"],
-                "sigma_r_Y": fy["sigma_r"],
-                "X_startBuffer": fits[0]["A"][bs],
-                "X_endBuffer": fits[0]["A"][as_],
-                "Y_startBuffer": fits[1]["A"][bs],
-                "Y_endBuffer": fits[1]["A"][as_],
-                "pval_Ar_Y_startBuffer": fits[1]["pval_Ar"][bs],
-                "pval_Ar_Y_endBuffer": fits[1]["pval_Ar"][as_],
-            }
+            track_row(
+                cell=cell,
+                track_id=k + 1,
+                catIdx=cat,
+                frames=frames,
+                n_frames=t_max,
+                frame_interval_s=dt,
+                x=x,
+                y=y,
+                gap=gap,
+                fits=(fits[0], fits[1]),
+                track=tr,
+                start_buffer=bs,
+                end_buffer=as_,
+            )
         )
     return pd.DataFrame(rows)
 
