@@ -25,7 +25,7 @@ import yaml
 from torch import nn
 
 from shared.attributions import trim_attributions
-from shared.config import config_from_dict, config_to_dict
+from shared.config import config_from_dict, config_to_dict, merge_dicts, setting
 from shared.distill import DistillConfig, distill
 from shared.losses import PenaltyWeights
 from shared.runs import (
@@ -36,7 +36,7 @@ from shared.runs import (
     write_csv,
     write_json,
 )
-from shared.transform import DWT1d
+from shared.transform import DWT1d, Mode
 from shared.wavelet import LearnableWavelet
 
 __all__ = [
@@ -61,19 +61,19 @@ class SimulationConfig:
     level at positions 7-9, noise SD 0.1 and an init perturbation of SD 0.3.
     """
 
-    n_train: int = 8000
-    n_test: int = 2000
-    length: int = 64
+    n_train: int = setting(8000, ge=1)
+    n_test: int = setting(2000, ge=1)
+    length: int = setting(64, ge=2)
     wavelet: str = "db5"
-    levels: int = 4
-    mode: str = "zero"
-    planted_level: int = 3
-    positions: tuple[int, ...] = (7, 8, 9)
+    levels: int = setting(4, ge=1)
+    mode: Mode = "zero"
+    planted_level: int = setting(3, ge=1)
+    positions: tuple[int, ...] = setting((7, 8, 9), ge=0, nonempty=True)
     scale: float = 2.0
-    noise_sd: float = 0.1
-    init_noise: float = 0.1
-    teacher_hidden: int = 32
-    teacher_epochs: int = 30
+    noise_sd: float = setting(0.1, ge=0)
+    init_noise: float = setting(0.1, ge=0)
+    teacher_hidden: int = setting(32, ge=1)
+    teacher_epochs: int = setting(30, ge=1)
     weights: PenaltyWeights = field(
         default_factory=lambda: PenaltyWeights(l1_coeffs=1e-4, l1_attr=1.0)
     )
@@ -83,12 +83,8 @@ class SimulationConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.levels < 1:
-            raise ValueError(f"levels must be >= 1, got {self.levels}")
         if not 1 <= self.planted_level <= self.levels:
             raise ValueError(f"planted_level must be in 1..{self.levels}, got {self.planted_level}")
-        if min(self.n_train, self.n_test) < 1:
-            raise ValueError("n_train and n_test must be positive")
 
 
 def _planted_index(config: SimulationConfig) -> int:
@@ -267,7 +263,8 @@ class SimulationSweepTask:
     def __init__(self, base: dict[str, Any]) -> None:
         base = dict(base)
         self.k = int(base.pop("student_features", 3))
-        self.config = config_from_dict(SimulationConfig, _merged_defaults(base), "base")
+        merged = merge_dicts(config_to_dict(SimulationConfig()), base, "base")
+        self.config = config_from_dict(SimulationConfig, merged, "base")
         self._data: dict[str, torch.Tensor] | None = None
 
     def prepare(self, root: Path) -> None:
@@ -359,16 +356,6 @@ class SimulationSweepTask:
 
         model = LinearRegression().fit(features(data["x_fit"]).numpy(), data["y_fit"].numpy())
         return float(model.score(features(data[x_key]).numpy(), data[y_key].numpy()))
-
-
-def _merged_defaults(base: dict[str, Any]) -> dict[str, Any]:
-    merged = config_to_dict(SimulationConfig())
-    for key, value in base.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = {**merged[key], **value}
-        else:
-            merged[key] = value
-    return merged
 
 
 def make_sweep_task(base: dict[str, Any]) -> SimulationSweepTask:

@@ -1,20 +1,31 @@
-"""Sweeps over the AWD penalties (lambda x gamma) with warm-start continuation.
+"""THE lambda x gamma grid runner: every grid of the package runs here.
 
-The grid is cut into *chains*, one per lambda (``l1_coeffs``), each running along
-increasing gamma (``l1_attr``). Every point of a chain starts from the previous point's
+Both domains' ``distill`` steps and ``awd sweep`` call :func:`run_grid`. The grid is cut
+into *chains*, one per lambda (``l1_coeffs``), each running along increasing gamma
+(``l1_attr``). With warm starts, every point of a chain starts from the previous point's
 saved wavelet (recorded as ``warm_start_from`` in its metadata); the first point starts
 from the task's initial wavelet. Chains are independent, so they run in parallel: in
 process (``workers=1``), on a local process pool, or as Ray Tune trials on a Ray cluster.
 
-A *task* supplies the domain: ``prepare(root)`` once in the driver (train or load a
-teacher, cache data), ``run_point(weights, warm_start, out)`` which distils, saves
-``out/wavelet.*`` and returns validation scores (``val_score`` among them), and
-``test_score(out)``, called once at the end for the selected point. Tasks are built in
-every worker from ``"module:function"`` and a plain config dict, so nothing is pickled.
+A *task* supplies the domain (:class:`GridTask`): ``run_point(weights, warm_start, out)``
+distils one point, saves ``out/wavelet.safetensors|json`` and returns its scores
+(``val_score`` among them). In process the task is an object; a process pool or Ray
+rebuilds it in every worker from a :class:`TaskSpec` (``"module:function"`` and a plain
+dict), so nothing is pickled.
 
-Resumable: a point is finished when its ``point.json`` exists; a rerun skips finished
-points and continues each chain from its last finished point. Selection uses the
-validation score only; the test score of the selected point is reported once.
+Layout of a grid folder::
+
+    grid.json                 the one schema (see :func:`write_grid`)
+    events.jsonl              start / finish of every point, with pid and time
+    <point>/wavelet.*         the learned wavelet (safetensors + JSON)
+    <point>/point.json        written last: the point is finished
+
+A point is named by its weights, written exactly (:func:`point_name`): two different
+values never share a folder. Resumable: finished points are skipped and each chain
+continues from its last finished point.
+
+``awd sweep`` (:func:`run_sweep`) adds a task's ``prepare``, selection on the validation
+score and the test score of the selected point, reported once.
 """
 
 from __future__ import annotations
@@ -22,122 +33,145 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import math
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
+from shared.config import setting
+from shared.evaluation import select_best
 from shared.losses import PenaltyWeights
 from shared.runs import atomic_write, write_csv, write_json
 
 __all__ = [
+    "GRID_FORMAT",
+    "Grid",
+    "GridTask",
     "SweepConfig",
     "SweepTask",
+    "TaskSpec",
     "check_ray_address",
     "point_name",
-    "run_chain",
+    "read_grid",
+    "run_grid",
     "run_sweep",
 ]
 
 logger = logging.getLogger(__name__)
 
+GRID_FORMAT = "awd-grid"
+GRID_FORMAT_VERSION = 1
+#: The saved wavelet of every grid point: ``<point>/wavelet.safetensors`` + ``.json``.
+WAVELET = "wavelet"
 
-class SweepTask(Protocol):
-    """What a domain provides to a sweep."""
+
+@runtime_checkable
+class GridTask(Protocol):
+    """What a grid needs from a domain: distil one point."""
 
     greater_is_better: bool
-
-    def prepare(self, root: Path) -> None: ...
 
     def run_point(
         self, weights: PenaltyWeights, warm_start: Path | None, out: Path
     ) -> dict[str, float]: ...
 
+
+class SweepTask(GridTask, Protocol):
+    """What ``awd sweep`` needs besides the grid: preparation and a test score."""
+
+    def prepare(self, root: Path) -> None: ...
+
     def test_score(self, out: Path) -> dict[str, float]: ...
 
 
 @dataclass(frozen=True)
-class SweepConfig:
-    """A lambda x gamma grid and how to run it.
+class TaskSpec:
+    """How a worker process rebuilds a task: ``factory(base)``, ``factory`` as
+    ``"module:function"``. Used only across a process or Ray boundary."""
 
-    Parameters
-    ----------
-    domain : str
-        Which task the grid belongs to (checked against the command's domain).
-    l1_coeffs, l1_attr : tuple of float
-        The lambda and gamma values (the paper's grids are shipped as config files).
-    base : dict
-        Domain settings passed to the task (data, teacher, distillation settings).
-    engine : {"local", "ray"}
-        Where chains run.
-    workers : int
-        Parallel chains of the local engine (1: in process).
-    address : str, optional
-        ``HOST:PORT`` of a running Ray cluster; default a local Ray instance.
-    cpus_per_trial, gpus_per_trial : float
-        Ray resources of one chain.
-    max_failures : int
-        Retries of a chain whose Ray worker was lost.
-    """
-
-    domain: str = "simulation"
-    l1_coeffs: tuple[float, ...] = (1e-4,)
-    l1_attr: tuple[float, ...] = (0.0, 0.1, 1.0)
+    factory: str
     base: dict = field(default_factory=dict)
-    engine: str = "local"
-    workers: int = 1
-    address: str | None = None
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_failures: int = 2
 
-    def __post_init__(self) -> None:
-        if not self.l1_coeffs or not self.l1_attr:
-            raise ValueError("the grid is empty: l1_coeffs and l1_attr need at least one value")
-        for name in ("l1_coeffs", "l1_attr"):
-            values = getattr(self, name)
-            if any(not math.isfinite(float(v)) or float(v) < 0 for v in values):
-                raise ValueError(f"{name} values must be finite and >= 0, got {list(values)}")
-            if len(set(values)) != len(values):
-                raise ValueError(f"{name} has repeated values: {list(values)}")
-        if self.engine not in ("local", "ray"):
-            raise ValueError(f"engine must be 'local' or 'ray', got {self.engine!r}")
-        if self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+    def build(self) -> Any:
+        """Import the factory and build the task."""
+        module_name, _, func = self.factory.partition(":")
+        try:
+            make = getattr(importlib.import_module(module_name), func)
+        except (ImportError, AttributeError, ValueError) as err:
+            raise ValueError(f"cannot load the task {self.factory!r}: {err}") from None
+        return make(dict(self.base))
 
-    def chains(self) -> list[list[PenaltyWeights]]:
-        """One chain per lambda, gamma increasing."""
-        return [
-            [PenaltyWeights(l1_coeffs=float(lam), l1_attr=float(g)) for g in sorted(self.l1_attr)]
-            for lam in sorted(self.l1_coeffs)
-        ]
+
+def _exact(value: float) -> str:
+    # repr is the shortest text that reads back as the same float: exact, and short.
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
 
 
 def point_name(weights: PenaltyWeights) -> str:
-    """Folder name of a grid point, e.g. ``lam0.0001_gam0.01``.
+    """Folder name of a grid point, λ and γ written exactly: ``lam0.0001_gam0.01``.
 
     Examples
     --------
     >>> point_name(PenaltyWeights(l1_coeffs=1e-4, l1_attr=0.5))
     'lam0.0001_gam0.5'
+    >>> point_name(PenaltyWeights(l1_coeffs=0.1, l1_attr=0.00368403))
+    'lam0.1_gam0.00368403'
+    >>> point_name(PenaltyWeights(l1_attr=0.1 + 1e-12)) != point_name(PenaltyWeights(l1_attr=0.1))
+    True
     """
-    return f"lam{weights.l1_coeffs:.6g}_gam{weights.l1_attr:.6g}"
+    return f"lam{_exact(weights.l1_coeffs)}_gam{_exact(weights.l1_attr)}"
 
 
-def _load_task(factory: str, base: Mapping[str, Any]) -> SweepTask:
-    module_name, _, func = factory.partition(":")
-    try:
-        return getattr(importlib.import_module(module_name), func)(dict(base))
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"cannot load the sweep task {factory!r}: {err}") from None
+@dataclass(frozen=True)
+class Grid:
+    """A lambda x gamma grid.
+
+    Parameters
+    ----------
+    l1_coeffs, l1_attr : tuple of float
+        The lambda and gamma values (distinct, finite, >= 0).
+    warm_start : bool
+        Start each point of a chain from the previous point's wavelet.
+
+    Examples
+    --------
+    >>> [[point_name(w) for w in c] for c in Grid((0.1,), (0.5, 0.0)).chains()]
+    [['lam0.1_gam0', 'lam0.1_gam0.5']]
+    """
+
+    l1_coeffs: tuple[float, ...]
+    l1_attr: tuple[float, ...]
+    warm_start: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.l1_coeffs or not self.l1_attr:
+            raise ValueError("the grid is empty: l1_coeffs and l1_attr need at least one value")
+        for name in ("l1_coeffs", "l1_attr"):
+            values = [float(v) for v in getattr(self, name)]
+            if any(not v >= 0 or v == float("inf") for v in values):
+                raise ValueError(f"{name} values must be finite and >= 0, got {values}")
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} has repeated values: {values}")
+
+    def chains(self) -> list[list[PenaltyWeights]]:
+        """One chain per lambda (ascending), gamma increasing along it."""
+        return [
+            [PenaltyWeights(l1_coeffs=float(lam), l1_attr=float(g)) for g in sorted(self.l1_attr)]
+            for lam in sorted(self.l1_coeffs)
+        ]
+
+    def points(self) -> list[PenaltyWeights]:
+        """Every point, chain by chain."""
+        return [w for chain in self.chains() for w in chain]
 
 
+# -- running ------------------------------------------------------------------------------------
 def _log_event(root: Path, **event: Any) -> None:
     # One short line per write; appends of a few bytes do not interleave in practice.
     with open(root / "events.jsonl", "a") as fh:
@@ -145,68 +179,53 @@ def _log_event(root: Path, **event: Any) -> None:
 
 
 def run_chain(
-    factory: str, base: dict, root: str, chain: list[dict], threads: int | None = None
+    task: GridTask, root: Path, chain: Sequence[PenaltyWeights], warm_start: bool = True
 ) -> list[dict]:
-    """Run one chain of points in order, each warm-started from the previous one.
+    """Run one chain in order, in this process; finished points are skipped.
 
-    Finished points (with ``point.json``) are skipped, so a rerun continues after the last
-    finished point. Selection is not done here; :func:`run_sweep` does it.
-
-    Parameters
-    ----------
-    factory : str
-        ``"module:function"`` building the task from ``base``.
-    base : dict
-        Task settings.
-    root : str
-        The sweep folder.
-    chain : list of dict
-        ``PenaltyWeights`` fields of each point, in order.
-    threads : int, optional
-        torch threads of this process (parallel chains share the cores).
-
-    Returns
-    -------
-    list of dict
-        One record per point (weights, warm start, seconds, scores).
+    Returns one record per point (weights, warm start, seconds, scores).
     """
-    if threads is not None:
-        # Parallel chains share the cores: one thread pool per chain, not per core.
-        import torch
-
-        torch.set_num_threads(max(1, threads))
-    root_path = Path(root)
-    task = _load_task(factory, base)
     records = []
-    warm_start: Path | None = None
-    for weights_dict in chain:
-        weights = PenaltyWeights(**weights_dict)
-        out = root_path / point_name(weights)
+    previous: Path | None = None
+    for weights in chain:
+        out = root / point_name(weights)
         done = out / "point.json"
+        start = previous if warm_start else None
         if done.exists():
-            record = json.loads(done.read_text())
-            records.append(record)
-            warm_start = out / "wavelet"
+            records.append(json.loads(done.read_text()))
+            previous = out / WAVELET
             continue
         out.mkdir(parents=True, exist_ok=True)
-        _log_event(root_path, event="start", point=out.name)
+        _log_event(root, event="start", point=out.name)
         tic = time.perf_counter()
-        scores = task.run_point(weights, warm_start, out)
+        scores = task.run_point(weights, start, out)
         if "val_score" not in scores:
             raise ValueError(f"the task's run_point returned no 'val_score' for {out.name}")
         record = {
             "point": out.name,
             "l1_coeffs": weights.l1_coeffs,
             "l1_attr": weights.l1_attr,
-            "warm_start_from": warm_start.parent.name if warm_start is not None else None,
+            "warm_start_from": start.parent.name if start is not None else None,
             "seconds": time.perf_counter() - tic,
             **{k: float(v) for k, v in scores.items()},
         }
         write_json(done, record)
-        _log_event(root_path, event="finish", point=out.name)
+        _log_event(root, event="finish", point=out.name)
         records.append(record)
-        warm_start = out / "wavelet"
+        previous = out / WAVELET
     return records
+
+
+def _run_chain_in_worker(
+    spec: TaskSpec, root: str, chain: list[dict], warm_start: bool, threads: int | None
+) -> list[dict]:
+    if threads is not None:
+        # Parallel chains share the cores: one thread pool per chain, not per core.
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+    weights = [PenaltyWeights(**w) for w in chain]
+    return run_chain(spec.build(), Path(root), weights, warm_start)
 
 
 def check_ray_address(address: str, timeout: float = 3.0) -> None:
@@ -223,36 +242,47 @@ def check_ray_address(address: str, timeout: float = 3.0) -> None:
         ) from None
 
 
-def _run_ray(config: SweepConfig, factory: str, root: Path, chains: list[list[dict]]) -> None:
+@dataclass(frozen=True)
+class Engine:
+    """Where chains run: ``local`` (``workers`` processes; 1 = in process) or ``ray``."""
+
+    engine: Literal["local", "ray"] = "local"
+    workers: int = 1
+    address: str | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_failures: int = 2
+
+
+def _run_ray(engine: Engine, spec: TaskSpec, root: Path, chains: list[list[dict]], warm: bool):
     import ray
     from ray import tune
     from ray.tune import FailureConfig, RunConfig
 
-    if config.address:
-        check_ray_address(config.address)
-        ray.init(address=config.address, ignore_reinit_error=True, log_to_driver=False)
+    if engine.address:
+        check_ray_address(engine.address)
+        ray.init(address=engine.address, ignore_reinit_error=True, log_to_driver=False)
     else:
         ray.init(
-            num_cpus=max(1, int(config.workers)),
+            num_cpus=max(1, int(engine.workers)),
             ignore_reinit_error=True,
             include_dashboard=False,
             log_to_driver=False,
         )
-
-    threads = max(1, int(config.cpus_per_trial))
+    threads = max(1, int(engine.cpus_per_trial))
 
     def trainable(params: dict) -> dict:
-        records = run_chain(factory, config.base, str(root), chains[params["chain"]], threads)
-        return {"points": len(records)}
+        chain = chains[params["chain"]]
+        return {"points": len(_run_chain_in_worker(spec, str(root), chain, warm, threads))}
 
-    resources = {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}
+    resources = {"cpu": engine.cpus_per_trial, "gpu": engine.gpus_per_trial}
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),
         param_space={"chain": tune.grid_search(list(range(len(chains))))},
         run_config=RunConfig(
             name="ray",
-            storage_path=str(root.resolve()),
-            failure_config=FailureConfig(max_failures=config.max_failures),
+            storage_path=str(root),
+            failure_config=FailureConfig(max_failures=engine.max_failures),
         ),
     )
     results = tuner.fit()
@@ -261,83 +291,281 @@ def _run_ray(config: SweepConfig, factory: str, root: Path, chains: list[list[di
         raise RuntimeError(f"{len(errors)} chain(s) failed on Ray; first error: {errors[0]}")
 
 
+def run_grid(
+    task: GridTask | None,
+    grid: Grid,
+    root: str | os.PathLike,
+    *,
+    spec: TaskSpec | None = None,
+    engine: Engine | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> list[dict]:
+    """Run (or resume) every point of ``grid`` under ``root``; write ``grid.json``.
+
+    Parameters
+    ----------
+    task : GridTask, optional
+        The domain's task, used in this process (``workers=1``).
+    grid : Grid
+        Lambda and gamma values, warm starts.
+    root : path
+        The grid folder (made absolute before anything starts).
+    spec : TaskSpec, optional
+        How worker processes rebuild the task; needed for ``workers > 1`` and for Ray.
+    engine : Engine, optional
+        Local (default, in process) or Ray.
+    meta : mapping, optional
+        More keys for ``grid.json`` (what ``val_score`` means, the target, ...).
+
+    Returns
+    -------
+    list of dict
+        One record per point, chain by chain (also the ``points`` of ``grid.json``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> class Task:
+    ...     greater_is_better = False
+    ...     def run_point(self, weights, warm_start, out):
+    ...         return {"val_score": weights.l1_coeffs + weights.l1_attr}
+    >>> records = run_grid(Task(), Grid((0.1,), (0.0, 1.0)), tempfile.mkdtemp())
+    >>> [(r["point"], r["warm_start_from"]) for r in records]
+    [('lam0.1_gam0', None), ('lam0.1_gam1', 'lam0.1_gam0')]
+    """
+    engine = engine or Engine()
+    if engine.workers < 1:
+        raise ValueError(f"workers must be >= 1, got {engine.workers}")
+    root = Path(root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    chains = grid.chains()
+    if engine.engine == "local" and engine.workers == 1:
+        if task is None:
+            if spec is None:
+                raise ValueError("run_grid needs a task or a task spec")
+            task = spec.build()
+        for chain in chains:
+            run_chain(task, root, chain, grid.warm_start)
+    else:
+        if spec is None:
+            raise ValueError("parallel workers and Ray rebuild the task: pass spec=TaskSpec(...)")
+        plain = [[w.to_dict() for w in chain] for chain in chains]
+        if engine.engine == "ray":
+            _run_ray(engine, spec, root, plain, grid.warm_start)
+        else:
+            threads = max(1, (os.cpu_count() or 1) // engine.workers)
+            with ProcessPoolExecutor(engine.workers, mp_context=get_context("spawn")) as pool:
+                futures = [
+                    pool.submit(_run_chain_in_worker, spec, str(root), c, grid.warm_start, threads)
+                    for c in plain
+                ]
+                for future in futures:
+                    future.result()
+    records = []
+    for weights in grid.points():
+        done = root / point_name(weights) / "point.json"
+        if not done.exists():
+            raise RuntimeError(f"{done.parent}: the point did not finish")
+        records.append(json.loads(done.read_text()))
+    greater = bool(getattr(task, "greater_is_better", (meta or {}).get("greater_is_better", False)))
+    write_grid(root, grid, records, greater, meta)
+    return records
+
+
+def write_grid(
+    root: Path,
+    grid: Grid,
+    records: list[dict],
+    greater_is_better: bool,
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``root/grid.json``, rewriting it only when its content changes.
+
+    The schema: ``format``, ``format_version``, ``l1_coeffs``, ``l1_attr``,
+    ``warm_start``, ``greater_is_better``, any ``meta`` keys, and ``points``: one record
+    per point (``point``, ``l1_coeffs``, ``l1_attr``, ``warm_start_from``, ``seconds``,
+    ``val_score`` and the task's other scores). ``seconds`` is kept out of the comparison,
+    so a resumed grid with the same points does not rewrite the file.
+    """
+    doc = {
+        "format": GRID_FORMAT,
+        "format_version": GRID_FORMAT_VERSION,
+        "l1_coeffs": sorted(float(v) for v in grid.l1_coeffs),
+        "l1_attr": sorted(float(v) for v in grid.l1_attr),
+        "warm_start": grid.warm_start,
+        "greater_is_better": greater_is_better,
+        **dict(meta or {}),
+        "points": records,
+    }
+    path = root / "grid.json"
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            old = None
+        if old is not None and _without_seconds(old) == _without_seconds(
+            json.loads(json.dumps(doc, default=str))
+        ):
+            return path
+    return write_json(path, doc)
+
+
+def _without_seconds(doc: dict) -> dict:
+    out = dict(doc)
+    out["points"] = [{k: v for k, v in p.items() if k != "seconds"} for p in doc.get("points", [])]
+    return out
+
+
+def read_grid(root: str | os.PathLike) -> dict[str, Any]:
+    """The ``grid.json`` of a grid folder, checked; each point gets its ``wavelet`` path.
+
+    Raises
+    ------
+    FileNotFoundError
+        No grid has been distilled there.
+    ValueError
+        The file is not a grid of this format.
+    """
+    path = Path(root) / "grid.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no distilled grid; run the distill step first")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if doc.get("format") != GRID_FORMAT:
+        raise ValueError(f"{path}: not a grid description (format={doc.get('format')!r})")
+    if doc.get("format_version") != GRID_FORMAT_VERSION:
+        raise ValueError(f"{path}: grid format version {doc.get('format_version')} not supported")
+    for point in doc["points"]:
+        point["wavelet"] = str(Path(root) / point["point"] / WAVELET)
+    return doc
+
+
+# -- awd sweep ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SweepConfig:
+    """A lambda x gamma sweep of ``awd sweep``: the grid, the task settings and the engine.
+
+    Parameters
+    ----------
+    domain : str
+        Which task the grid belongs to (checked against the command's domain).
+    l1_coeffs, l1_attr : tuple of float
+        The lambda and gamma values (the paper's grids are shipped as config files).
+    warm_start : bool
+        Warm starts along each chain.
+    base : dict
+        Domain settings passed to the task (data, teacher, distillation settings).
+    engine : {"local", "ray"}
+        Where chains run.
+    workers : int
+        Parallel chains of the local engine (1: in process).
+    address : str, optional
+        ``HOST:PORT`` of a running Ray cluster; default a local Ray instance.
+    cpus_per_trial, gpus_per_trial : float
+        Ray resources of one chain.
+    max_failures : int
+        Retries of a chain whose Ray worker was lost.
+    """
+
+    domain: str = "simulation"
+    l1_coeffs: tuple[float, ...] = setting((1e-4,), ge=0, nonempty=True)
+    l1_attr: tuple[float, ...] = setting((0.0, 0.1, 1.0), ge=0, nonempty=True)
+    warm_start: bool = True
+    base: dict = field(default_factory=dict)
+    engine: Literal["local", "ray"] = "local"
+    workers: int = setting(1, ge=1)
+    address: str | None = None
+    cpus_per_trial: float = setting(1.0, gt=0)
+    gpus_per_trial: float = setting(0.0, ge=0)
+    max_failures: int = setting(2, ge=0)
+
+    def __post_init__(self) -> None:
+        self.grid()  # checks the values
+        if self.engine not in ("local", "ray"):
+            raise ValueError(f"engine must be 'local' or 'ray', got {self.engine!r}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
+
+    def grid(self) -> Grid:
+        """The grid of the sweep."""
+        return Grid(tuple(self.l1_coeffs), tuple(self.l1_attr), self.warm_start)
+
+    def engine_settings(self) -> Engine:
+        """Where the chains run."""
+        return Engine(
+            self.engine,
+            self.workers,
+            self.address,
+            self.cpus_per_trial,
+            self.gpus_per_trial,
+            self.max_failures,
+        )
+
+
 def run_sweep(
     config: SweepConfig,
-    factory: str | Callable,
+    spec: TaskSpec | str,
     root: str | Path,
     *,
     expected_domain: str | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) a sweep; write its summary, heatmap and selected point.
+    """Run (or resume) a sweep; select on validation; score the selected point on test.
+
+    Writes ``grid.json`` (via :func:`run_grid`), ``summary.csv``, ``heatmap.png`` and
+    ``selected.json`` (with ``greater_is_better``) into ``root``.
 
     Parameters
     ----------
     config : SweepConfig
-        Grid and engine.
-    factory : str
-        ``"module:function"`` building the task from ``config.base``.
+        Grid, task settings (``base``) and engine.
+    spec : TaskSpec or str
+        The domain's task factory (``"module:function"``); built here with ``config.base``.
     root : path
-        The sweep folder: one subfolder per point, ``summary.csv``, ``heatmap.png``,
-        ``selected.json``.
+        The sweep folder.
     expected_domain : str, optional
         The domain the command was run for; a config of another domain is refused.
 
     Returns
     -------
     dict
-        ``selected`` (the chosen point's record, with its test scores) and ``points``.
+        ``selected`` (the chosen point's record, with its test scores), ``points`` and
+        ``skipped`` (points with a non-finite validation score).
     """
     if expected_domain is not None and config.domain != expected_domain:
         raise ValueError(
             f"the sweep config is for domain {config.domain!r}, not {expected_domain!r}"
         )
-    if not isinstance(factory, str):
-        factory = f"{factory.__module__}:{factory.__qualname__}"
-    root = Path(root)
+    if isinstance(spec, str):
+        spec = TaskSpec(spec, dict(config.base))
+    root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    task = _load_task(factory, config.base)
+    task = spec.build()
     task.prepare(root)
-    chains = [[w.to_dict() for w in chain] for chain in config.chains()]
-    write_json(
-        root / "sweep.json",
-        {"domain": config.domain, "l1_coeffs": config.l1_coeffs, "l1_attr": config.l1_attr},
+    meta = {"domain": config.domain, "score": "validation score of the task's student"}
+    records = run_grid(
+        task, config.grid(), root, spec=spec, engine=config.engine_settings(), meta=meta
     )
-    if config.engine == "ray":
-        _run_ray(config, factory, root, chains)
-    elif config.workers == 1:
-        for chain in chains:
-            run_chain(factory, config.base, str(root), chain)
-    else:
-        threads = max(1, (os.cpu_count() or 1) // config.workers)
-        with ProcessPoolExecutor(config.workers, mp_context=get_context("spawn")) as pool:
-            futures = [
-                pool.submit(run_chain, factory, config.base, str(root), chain, threads)
-                for chain in chains
-            ]
-            for future in futures:
-                future.result()
-    records = []
-    for chain in chains:
-        for weights_dict in chain:
-            done = root / point_name(PenaltyWeights(**weights_dict)) / "point.json"
-            if not done.exists():
-                raise RuntimeError(f"{done.parent}: the point did not finish")
-            records.append(json.loads(done.read_text()))
-    sign = 1.0 if task.greater_is_better else -1.0
-    best = max(records, key=lambda r: sign * r["val_score"])
+    best, skipped = select_best(records, "val_score", task.greater_is_better)
+    for r in skipped:
+        logger.warning("point %s has a non-finite validation score; not selectable", r["point"])
+    if best is None:
+        raise ValueError(f"{root}: no point has a finite validation score")
     selected = dict(best)
     selected.update({f"test_{k}": v for k, v in task.test_score(root / best["point"]).items()})
+    selected["greater_is_better"] = bool(task.greater_is_better)
     write_csv(root / "summary.csv", records)
     write_json(root / "selected.json", selected)
-    _heatmap(root / "heatmap.png", records, config, task.greater_is_better, best)
+    _heatmap(root / "heatmap.png", records, config.grid(), task.greater_is_better, best)
     logger.info("selected %s (validation score %.4g)", best["point"], best["val_score"])
-    return {"selected": selected, "points": records}
+    return {"selected": selected, "points": records, "skipped": [r["point"] for r in skipped]}
 
 
-def _heatmap(path: Path, records: Sequence[dict], config: SweepConfig, higher: bool, best) -> None:
+def _heatmap(path: Path, records: Sequence[dict], grid: Grid, higher: bool, best) -> None:
     from shared.plots import plot_grid_heatmap, plt
 
-    n_lam, n_gam = len(config.l1_coeffs), len(config.l1_attr)
+    n_lam, n_gam = len(grid.l1_coeffs), len(grid.l1_attr)
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * n_gam, 1.0 + 0.6 * n_lam))
     plot_grid_heatmap(
         ax,

@@ -52,8 +52,10 @@ def test_config_loading(tmp_path):
     assert cfg.distill == DistillConfig(epochs=3, batch_size=256, lr=0.01)
     assert cfg.positions == (1, 2)
     assert config_to_dict(cfg)["positions"] == [1, 2]
-    with pytest.raises(ValueError, match=r"unknown keys \['n_trian'\]"):
+    with pytest.raises(ValueError, match=r"no setting 'n_trian'"):
         load_config(SimulationConfig, overrides=["n_trian=3"])
+    with pytest.raises(ValueError, match=r"unknown keys \['n_trian'\]"):
+        load_config(SimulationConfig, overrides=["n_trian=3"], strict=False)
     with pytest.raises(ValueError, match="l1_attr must be finite and >= 0"):
         load_config(SimulationConfig, overrides=["weights.l1_attr=-1"])
     with pytest.raises(ValueError, match=r"key\.path=value"):
