@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import torch
 from molecular_partner.config import DistillSettings
 from shared import DistillConfig, DWT1d, PenaltyWeights, distill, load_transform, save_transform
 from shared.runs import write_json
-from shared.sweep import SweepConfig, point_name
+from shared.sweep import Grid, point_name, run_grid
 
 __all__ = ["distill_grid", "distill_point", "grid_name", "read_grid"]
 
@@ -166,13 +165,8 @@ def distill_point(
     return transform, history, extra
 
 
-# Inputs of the grids running in this process, by token: the grid's chains always run in
-# process, so the task finds its arrays and teacher here instead of in files.
-_LIVE: dict[str, dict[str, Any]] = {}
-
-
 class _GridTask:
-    """The distillation grid as a sweep task (chains of :mod:`shared.sweep`).
+    """The distillation grid as a grid task (chains of :mod:`shared.sweep`).
 
     Its ``val_score`` is the point's final distillation loss (on the validation traces
     when given): the grid only distils; students are selected later, by
@@ -181,14 +175,8 @@ class _GridTask:
 
     greater_is_better = False
 
-    def __init__(self, base: dict[str, Any]) -> None:
-        try:
-            self.live = _LIVE[base["token"]]
-        except KeyError:
-            raise ValueError("the distillation grid task runs only inside distill_grid") from None
-
-    def prepare(self, root: Path) -> None:  # inputs are already in memory
-        return None
+    def __init__(self, live: dict[str, Any]) -> None:
+        self.live = live
 
     def run_point(
         self, weights: PenaltyWeights, warm_start: Path | None, out: Path
@@ -214,13 +202,6 @@ class _GridTask:
             "epochs_run": float(len(history)),
             "reconstruction_error": error,
         }
-
-    def test_score(self, out: Path) -> dict[str, float]:  # never called: no selection here
-        return {}
-
-
-def _make_grid_task(base: dict[str, Any]) -> _GridTask:
-    return _GridTask(base)
 
 
 def distill_grid(
@@ -270,8 +251,6 @@ def distill_grid(
     >>> [e["name"] for e in distill_grid(x, LSTMTeacher(), s, out_dir=tempfile.mkdtemp())]
     ['lam0.001_gam0', 'lam0.001_gam0.1']
     """
-    from shared.sweep import run_chain
-
     s = settings or DistillSettings()
     out = Path(out_dir)
     x = np.asarray(x_train, dtype=np.float32)
@@ -284,24 +263,18 @@ def distill_grid(
     teacher.eval()  # the teacher is frozen; LSTM has no dropout, so this only quiets warnings
     with torch.no_grad():
         teacher(xt[:1])  # a trace length the teacher refuses fails here, not mid-grid
-    sweep = SweepConfig(domain="molecular-partner", l1_coeffs=s.lambdas, l1_attr=s.gammas)
     out.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex
-    _LIVE[token] = {
-        "x": xt,
-        "x_val": xv,
-        "teacher": teacher,
-        "settings": s,
-        "target": target,
-        "progress": progress,
-    }
-    factory = f"{__name__}:_make_grid_task"
-    records: list[dict[str, Any]] = []
-    try:
-        for chain in sweep.chains():
-            records += run_chain(factory, {"token": token}, str(out), [w.to_dict() for w in chain])
-    finally:
-        del _LIVE[token]
+    task = _GridTask(
+        {
+            "x": xt,
+            "x_val": xv,
+            "teacher": teacher,
+            "settings": s,
+            "target": target,
+            "progress": progress,
+        }
+    )
+    records = run_grid(task, Grid(s.lambdas, s.gammas, s.warm_start), out)
     entries = []
     for r in records:
         meta = json.loads((out / r["point"] / "wavelet.json").read_text())
