@@ -1,14 +1,31 @@
-"""Results as data: atomic writes, trained transforms on disk, run directories.
+"""Results as data: atomic writes, fingerprints, saved models and transforms, run directories.
 
 A trained transform is two files side by side: ``NAME.safetensors`` (the filter taps) and
 ``NAME.json`` (what the taps mean: init wavelet, levels, mode, dimension, penalty weights,
-training history, seed, package versions). Every file is written to a temporary file in
-the same folder and renamed, so an interrupted run never leaves a half-written file.
+training history, seed, package versions). A trained model (a teacher) is the same pair:
+its state dict in safetensors and its description in JSON (:func:`save_model`). Every file
+is written to a temporary file in the same folder and renamed, so an interrupted run never
+leaves a half-written file.
+
+The run-directory contract, the same in both domains (:class:`RunDir`)::
+
+    RUN/run.json        domain, format version, the data (absolute path + fingerprint)
+    RUN/config.yaml     the settings, as last run by each step
+    RUN/env.json        versions, device, seed
+    RUN/teacher/        model.safetensors + model.json, history, step.json
+    RUN/distill/        grid.json, one folder per grid point (shared.sweep), step.json
+    RUN/students/       every fitted student and baseline (shared.students)
+    RUN/evaluate/       metrics.csv, comparisons.csv, selection.json, step.json
+    RUN/report/         report.html and its figures
+
+Every step folder holds ``step.json``: the settings the step ran with and the
+fingerprints of its inputs.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import platform
@@ -31,9 +48,13 @@ from shared.wavelet import LearnableWavelet
 
 __all__ = [
     "FORMAT_VERSION",
+    "RunDir",
     "atomic_write",
     "environment_info",
+    "fingerprint",
+    "load_model",
     "load_transform",
+    "save_model",
     "save_transform",
     "write_csv",
     "write_json",
@@ -299,3 +320,250 @@ def load_transform(path: str | os.PathLike) -> DWT1d | DWT2d:
     wavelet = LearnableWavelet(h0, dtype=h0.dtype)
     wavelet.init_name = meta.get("init")
     return kinds[meta["kind"]](wavelet, levels=meta["levels"], mode=meta["mode"])
+
+
+# -- fingerprints -------------------------------------------------------------------------------
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint(path: str | os.PathLike) -> str:
+    """``sha256:...`` of a file's bytes, or of a folder's files (relative names and bytes).
+
+    Hidden files and temporary files (names starting with ``.``) are left out of a folder's
+    fingerprint, so a write in progress does not change it.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "a.txt").write_text("x")
+    >>> fingerprint(d) == fingerprint(d), fingerprint(d / "a.txt")[:7]
+    (True, 'sha256:')
+    """
+    path = Path(path)
+    if path.is_file():
+        return "sha256:" + _file_digest(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = file.relative_to(path)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        digest.update(f"{rel.as_posix()}\0{_file_digest(file)}\n".encode())
+    return "sha256:" + digest.hexdigest()
+
+
+# -- saved models -----------------------------------------------------------------------------
+MODEL_FORMAT = "awd-model"
+MODEL_FORMAT_VERSION = 1
+
+
+def save_model(model: torch.nn.Module, path: str | os.PathLike, meta: Mapping[str, Any]) -> Path:
+    """Save a torch model as ``NAME.safetensors`` (its state dict) + ``NAME.json``.
+
+    ``meta`` says how to rebuild the module (architecture and its settings), what it was
+    trained on and how; :func:`load_model` returns it with the tensors.
+
+    Returns
+    -------
+    Path
+        The safetensors file.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = save_model(torch.nn.Linear(3, 1), pathlib.Path(tempfile.mkdtemp()) / "m",
+    ...                {"arch": "linear"})
+    >>> state, meta = load_model(p)
+    >>> sorted(state), meta["arch"]
+    (['bias', 'weight'], 'linear')
+    """
+    tensors_path, meta_path = _paths(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    file_meta = {"format": MODEL_FORMAT, "format_version": str(MODEL_FORMAT_VERSION)}
+    atomic_write(tensors_path, lambda p: save_file(state, str(p), metadata=file_meta))
+    doc = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        **dict(meta),
+        "n_parameters": int(sum(p.numel() for p in model.parameters())),
+        "environment": environment_info(),
+    }
+    write_json(meta_path, doc)
+    return tensors_path
+
+
+def load_model(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The state dict and description of a model saved by :func:`save_model`.
+
+    Raises
+    ------
+    FileNotFoundError
+        A file is missing.
+    ValueError
+        A file is truncated, corrupt or of another format; the message names it.
+    """
+    tensors_path, meta_path = _paths(path)
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path}: the description of the saved model is missing")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{meta_path}: not valid JSON ({err})") from None
+    if meta.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{meta_path}: not a saved awd model (format={meta.get('format')!r})")
+    if meta.get("format_version") != MODEL_FORMAT_VERSION:
+        raise ValueError(
+            f"{meta_path}: model format version {meta.get('format_version')} is not supported"
+        )
+    if not tensors_path.is_file():
+        raise FileNotFoundError(f"{tensors_path}: the weights of the saved model are missing")
+    try:
+        state = load_file(str(tensors_path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{tensors_path}: cannot read the weights ({err})") from None
+    return state, meta
+
+
+# -- run directories ---------------------------------------------------------------------------
+RUN_FORMAT = "awd-run"
+RUN_FORMAT_VERSION = 2
+RUN_MARKER = "run.json"
+STEPS = ("teacher", "distill", "students", "evaluate", "report")
+
+
+class RunDir:
+    """A run directory of a domain (see the module docstring for the layout).
+
+    Create one with :meth:`create` (the first step, given the data) and reopen it with
+    :meth:`open`; both refuse a folder of another domain or format.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> tmp = pathlib.Path(tempfile.mkdtemp()); data = tmp / "data.npz"
+    >>> _ = data.write_bytes(b"maps")
+    >>> run = RunDir.create(tmp / "run", "cosmology", data)
+    >>> RunDir.open(tmp / "run", "cosmology").data_path == data.resolve()
+    True
+    >>> RunDir.open(tmp / "run", "molecular-partner")
+    Traceback (most recent call last):
+    ...
+    ValueError: ...: a run directory of the domain 'cosmology', not 'molecular-partner'
+    """
+
+    def __init__(self, root: Path, domain: str, meta: dict[str, Any]) -> None:
+        self.root = root
+        self.domain = domain
+        self.meta = meta
+
+    @classmethod
+    def create(cls, root: str | os.PathLike, domain: str, data: str | os.PathLike) -> RunDir:
+        """Create a run for ``data`` (or reopen it when it is already a run on the same data).
+
+        The data path is stored absolute, with its fingerprint.
+        """
+        root = Path(root).resolve()
+        data = Path(data).resolve()
+        if not data.exists():
+            raise FileNotFoundError(f"{data}: the data do not exist")
+        if (root / RUN_MARKER).exists():
+            run = cls.open(root, domain)
+            if run.data_path != data:
+                raise ValueError(
+                    f"{root}: this run was made on {run.data_path}, not {data}; "
+                    "use a new run directory for other data"
+                )
+            return run
+        if root.exists() and any(root.iterdir()):
+            raise ValueError(f"{root}: the folder exists and is not a run directory")
+        meta = {
+            "format": RUN_FORMAT,
+            "format_version": RUN_FORMAT_VERSION,
+            "domain": domain,
+            "data": {"path": str(data), "fingerprint": fingerprint(data)},
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        root.mkdir(parents=True, exist_ok=True)
+        write_json(root / RUN_MARKER, meta)
+        return cls(root, domain, meta)
+
+    @classmethod
+    def open(cls, root: str | os.PathLike, domain: str) -> RunDir:
+        """Reopen an existing run of ``domain``."""
+        root = Path(root).resolve()
+        marker = root / RUN_MARKER
+        if not marker.is_file():
+            raise ValueError(f"{root}: not a run directory ({RUN_MARKER} is missing)")
+        try:
+            meta = json.loads(marker.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{marker}: not valid JSON ({err})") from None
+        if meta.get("domain") != domain:
+            raise ValueError(
+                f"{root}: a run directory of the domain {meta.get('domain')!r}, not {domain!r}"
+            )
+        if meta.get("format") != RUN_FORMAT or meta.get("format_version") != RUN_FORMAT_VERSION:
+            raise ValueError(
+                f"{marker}: run format {meta.get('format')!r} version "
+                f"{meta.get('format_version')} is not supported (this awd writes version "
+                f"{RUN_FORMAT_VERSION}); rerun the pipeline into a new run directory"
+            )
+        return cls(root, domain, meta)
+
+    @property
+    def data_path(self) -> Path:
+        """The data the run was built on (absolute)."""
+        return Path(self.meta["data"]["path"])
+
+    @property
+    def data_fingerprint(self) -> str:
+        """The fingerprint of the data when the run was created."""
+        return str(self.meta["data"]["fingerprint"])
+
+    @property
+    def config_path(self) -> Path:
+        """``RUN/config.yaml``."""
+        return self.root / "config.yaml"
+
+    def step_dir(self, name: str) -> Path:
+        """The folder of step ``name`` (created)."""
+        if name not in STEPS:
+            raise ValueError(f"unknown step {name!r}; steps: {list(STEPS)}")
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def write_step(self, name: str, settings: Any, inputs: Mapping[str, str], **extra: Any) -> Path:
+        """Record that step ``name`` ran with ``settings`` on ``inputs`` (fingerprints)."""
+        record = {
+            "step": name,
+            "settings": settings,
+            "inputs": dict(inputs),
+            **extra,
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        return write_json(self.step_dir(name) / "step.json", record)
+
+    def read_step(self, name: str) -> dict[str, Any] | None:
+        """What step ``name`` recorded, or ``None`` if it has not run."""
+        path = self.root / name / "step.json"
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text())
+
+    def require(self, name: str, command: str) -> dict[str, Any]:
+        """The record of step ``name``; a clear error naming ``command`` if it has not run."""
+        record = self.read_step(name)
+        if record is None:
+            raise ValueError(f"{self.root}: the {name} step has not run; run '{command}' first")
+        return record
+
+    def write_environment(self, seed: int | None = None) -> Path:
+        """``RUN/env.json``: versions, device, seed."""
+        return write_json(self.root / "env.json", environment_info(seed))
