@@ -477,7 +477,7 @@ def contextual_decomposition(
 def cd_batched(
     model: nn.Module,
     x: Tensor,
-    relevant: Callable[[Tensor, Tensor], Tensor],
+    relevant: Callable[[Tensor, Tensor, Tensor], Tensor],
     n_groups: int,
     *,
     chunk_size: int | None = None,
@@ -486,7 +486,8 @@ def cd_batched(
     """CD scores of ``n_groups`` groups for every input, many groups per forward pass.
 
     Row ``g * N + n`` of the batch carries input ``n`` split for group ``g``; its relevant
-    part is ``relevant(x_rows, group_rows)`` and its irrelevant part ``x_rows - relevant``.
+    part is ``relevant(x_rows, groups, samples)`` and its irrelevant part
+    ``x_rows - relevant``.
 
     Parameters
     ----------
@@ -495,8 +496,8 @@ def cd_batched(
     x : Tensor
         Inputs ``(N, ...)``.
     relevant : callable
-        ``(x_rows (B, ...), groups (B,) int64) -> rel (B, ...)``: the relevant part of
-        each row's input for that row's group.
+        ``(x_rows (B, ...), groups (B,), samples (B,)) -> rel (B, ...)``: the relevant
+        part of each row's input ``x_rows = x[samples]`` for the row's group (int64 indices).
     n_groups : int
         Number of groups ``G``.
     chunk_size : int, optional
@@ -514,7 +515,7 @@ def cd_batched(
     >>> net = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)).double().eval()
     >>> x = torch.randn(5, 4, dtype=torch.float64)
     >>> masks = torch.eye(4, dtype=torch.float64)
-    >>> scores = cd_batched(net, x, lambda xs, g: masks[g] * xs, 4, chunk_size=7)
+    >>> scores = cd_batched(net, x, lambda xs, g, s: masks[g] * xs, 4, chunk_size=7)
     >>> scores.rel.shape
     torch.Size([4, 5, 2])
     """
@@ -533,7 +534,7 @@ def cd_batched(
         rows = torch.arange(start, min(start + chunk, total), device=x.device)
         groups, samples = rows // n, rows % n
         x_rows = x[samples]
-        rel_in = relevant(x_rows, groups)
+        rel_in = relevant(x_rows, groups, samples)
         if rel_in.shape != x_rows.shape:
             raise ValueError(
                 f"relevant() returned shape {tuple(rel_in.shape)} for inputs of shape "
@@ -589,5 +590,5 @@ def cd_masks(
     """
     masks = masks.to(device=x.device, dtype=x.dtype)
     return cd_batched(
-        model, x, lambda xs, g: masks[g] * xs, masks.shape[0], chunk_size=chunk_size, check=check
+        model, x, lambda xs, g, s: masks[g] * xs, masks.shape[0], chunk_size=chunk_size, check=check
     )
