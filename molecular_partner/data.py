@@ -45,7 +45,9 @@ from shared.runs import atomic_write
 
 __all__ = [
     "AWD_COLUMNS",
+    "DROP_RULES",
     "BuiltDataset",
+    "PreparedTracks",
     "TraceDataset",
     "add_outcomes",
     "build_dataset",
@@ -55,7 +57,10 @@ __all__ = [
     "lifetime_gates",
     "load_awd_table",
     "load_tracks",
+    "preparation_rules",
+    "prepare_tracks",
     "split_cells",
+    "validation_cells",
 ]
 
 logger = logging.getLogger(__name__)
@@ -65,9 +70,88 @@ AUX_THRESH = 973.0
 AUX_PEAK = 642.375
 AWD_LENGTH = 40
 AWD_COLUMNS = ("X_same_length_normalized", "Y_sig_mean_normalized", "y_consec_thresh")
+KEPT_CATEGORIES = (1, 2)
+MIN_LIFETIME_S = 2.0
+# What prepare_tracks needs at least; the auxilin pair is optional there (no outcomes).
+TRACE_COLUMNS = ("cell", "lifetime_s", "catIdx", "X")
+AUXILIN_COLUMNS = ("Y", "pval_Ar_Y")
+AMPLITUDE_COLUMNS = ("X", *AUXILIN_COLUMNS)
+# The rules in the order they are applied (the ``rule`` column of a dropped table).
+DROP_RULES = (
+    "amplitudes",
+    "catIdx",
+    "min_lifetime",
+    "hotspot",
+    "short_gate",
+    "long_gate",
+    "lifetime_threshold",
+)
+# meta.json keys that prepare_tracks needs to re-apply a data set's rules to new cells.
+PREPARATION_KEYS = ("apply_gates", "thresh_short", "thresh_long", "lifetime_threshold", "length")
 
 
 # --------------------------------------------------------------------------- validation
+
+
+def _amplitude_problem(values: dict[str, object]) -> str | None:
+    """Why one track's per-frame arrays are unusable (``None`` when they are fine)."""
+    arrs = {}
+    for col, v in values.items():
+        try:
+            arrs[col] = np.asarray(v, dtype=np.float64)
+        except (TypeError, ValueError):
+            return f"{col} is not numeric"
+    empty = [c for c, a in arrs.items() if a.size == 0]
+    if empty:
+        return f"empty {', '.join(empty)}"
+    nonfinite = [c for c, a in arrs.items() if not np.all(np.isfinite(a))]
+    if nonfinite:
+        return f"NaN/inf in {', '.join(nonfinite)}"
+    sizes = {c: a.size for c, a in arrs.items()}
+    if len(set(sizes.values())) > 1:
+        return "lengths differ (" + ", ".join(f"{c} {n}" for c, n in sizes.items()) + ")"
+    return None
+
+
+def _drop_bad_amplitudes(
+    df: pd.DataFrame, cols: tuple[str, ...], source: str, invalid: str = "drop"
+) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
+    """Drop tracks with empty, non-finite or mismatched arrays, with a warning.
+
+    Returns the kept rows (index unchanged) and ``(index, rule, reason)`` per dropped row.
+    Raises ``ValueError`` naming ``source`` when every track is unusable, or at the first
+    unusable one with ``invalid="raise"``.
+    """
+    columns = [df[c].to_numpy() for c in cols]
+    problems = [
+        _amplitude_problem(dict(zip(cols, vals, strict=True)))
+        for vals in zip(*columns, strict=True)
+    ]
+    bad = np.array([p is not None for p in problems], dtype=bool)
+    if bad.all():
+        raise ValueError(f"{source}: every track has missing (NaN) or inconsistent amplitudes")
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        if invalid == "raise":
+            ident = f"cell {df['cell'].iat[first]!r}"
+            if "track_id" in df.columns:
+                ident += f" track {df['track_id'].iat[first]}"
+            raise ValueError(
+                f"{source}: {int(bad.sum())} track(s) with NaN or inconsistent amplitudes "
+                f"(first: {ident}: {problems[first]})"
+            )
+        by_cell = df.loc[bad, "cell"].value_counts().to_dict()
+        warnings.warn(
+            f"{source}: dropped {int(bad.sum())} track(s) with NaN or inconsistent "
+            f"amplitudes (per cell: {by_cell})",
+            stacklevel=3,
+        )
+    drops = [
+        (int(i), "amplitudes", str(p))
+        for i, p in zip(df.index, problems, strict=True)
+        if p is not None
+    ]
+    return df.loc[~bad], drops
 
 
 def check_tracks(df: pd.DataFrame, source: str = "tracks table") -> pd.DataFrame:
@@ -88,30 +172,8 @@ def check_tracks(df: pd.DataFrame, source: str = "tracks table") -> pd.DataFrame
         raise ValueError(f"{source}: missing required columns {missing}")
     if len(df) == 0:
         raise ValueError(f"{source}: no tracks")
-    bad = np.zeros(len(df), dtype=bool)
-    for col in ("X", "Y", "pval_Ar_Y"):
-        vals = df[col].to_numpy()
-        for i, v in enumerate(vals):
-            arr = np.asarray(v, dtype=np.float64)
-            if arr.size == 0 or not np.all(np.isfinite(arr)):
-                bad[i] = True
-    lens_ok = np.array(
-        [
-            np.size(x) == np.size(y) == np.size(p)
-            for x, y, p in zip(df["X"], df["Y"], df["pval_Ar_Y"], strict=False)
-        ]
-    )
-    bad |= ~lens_ok
-    if bad.all():
-        raise ValueError(f"{source}: every track has missing (NaN) or inconsistent amplitudes")
-    if bad.any():
-        by_cell = df.loc[bad, "cell"].value_counts().to_dict()
-        warnings.warn(
-            f"{source}: dropped {int(bad.sum())} track(s) with NaN or inconsistent "
-            f"amplitudes (per cell: {by_cell})",
-            stacklevel=2,
-        )
-    return df.loc[~bad].reset_index(drop=True)
+    kept, _ = _drop_bad_amplitudes(df.reset_index(drop=True), AMPLITUDE_COLUMNS, source)
+    return kept.reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- outcomes
@@ -202,6 +264,163 @@ def zscore_per_cell(values: np.ndarray, cells: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- cleaning
 
 
+def _num(v) -> str:
+    try:
+        return f"{float(v):g}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+@dataclass
+class _Screened:
+    """Steps 1-3 done: the valid tracks and why the others went."""
+
+    table: pd.DataFrame  # valid tracks, indexed by their row in the input
+    ids: pd.DataFrame  # cell and track_id of every input row
+    drops: list[tuple[int, str, str]]  # (input row, rule, reason)
+    auxilin: bool
+
+
+def _screen(
+    tracks: pd.DataFrame, source: str, *, need_auxilin: bool, invalid: str = "drop"
+) -> _Screened:
+    """Steps 1-3 for every track: usable arrays, catIdx, lifetime > 2 s, outcomes."""
+    required = REQUIRED_COLUMNS if need_auxilin else TRACE_COLUMNS
+    missing = [c for c in required if c not in tracks.columns]
+    if missing:
+        raise ValueError(f"{source}: missing required columns {missing}")
+    aux = [c for c in AUXILIN_COLUMNS if c in tracks.columns]
+    if len(aux) == 1:
+        other = next(c for c in AUXILIN_COLUMNS if c not in aux)
+        raise ValueError(f"{source}: auxilin column {aux[0]!r} without {other!r}")
+    auxilin = len(aux) == len(AUXILIN_COLUMNS)
+    if len(tracks) == 0:
+        raise ValueError(f"{source}: no tracks")
+    df = tracks.reset_index(drop=True)
+    if "track_id" not in df.columns:
+        df = df.copy()
+        # Numbered in input order within each cell, so the same input gives the same ids.
+        ids = df.groupby("cell", sort=False, dropna=False).cumcount().to_numpy() + 1
+        df.insert(df.columns.get_loc("cell") + 1, "track_id", ids)
+    dup = df.duplicated(["cell", "track_id"], keep=False)
+    if dup.any():
+        first = df.loc[dup].iloc[0]
+        raise ValueError(
+            f"{source}: {int(dup.sum())} tracks share their (cell, track_id) with another "
+            f"(e.g. cell {first['cell']!r} track {first['track_id']}); tracks of different "
+            "movies or files need different cell names"
+        )
+    if not auxilin:
+        warnings.warn(
+            f"{source}: no auxilin channel (Y, pval_Ar_Y): outcomes are not computed and "
+            "hotspots (an auxilin rule) cannot be excluded",
+            stacklevel=3,
+        )
+    amplitudes = AMPLITUDE_COLUMNS if auxilin else ("X",)
+    kept, drops = _drop_bad_amplitudes(df, amplitudes, source, invalid)
+    cat_ok = kept["catIdx"].isin(KEPT_CATEGORIES)
+    life = kept["lifetime_s"]
+    life_ok = life > MIN_LIFETIME_S
+    for i, cat in kept.loc[~cat_ok, "catIdx"].items():
+        drops.append((int(i), "catIdx", f"catIdx {_num(cat)} (not 1 or 2)"))
+    for i, v in life[cat_ok & ~life_ok].items():
+        reason = (
+            "lifetime missing"
+            if pd.isna(v)
+            else f"lifetime {_num(v)} s <= {_num(MIN_LIFETIME_S)} s"
+        )
+        drops.append((int(i), "min_lifetime", reason))
+    valid = kept[cat_ok & life_ok]
+    if auxilin:
+        valid = add_outcomes(valid)
+    else:
+        valid = valid.copy()
+        valid["X_max"] = [float(np.max(x)) for x in valid["X"]]
+    return _Screened(valid, df[["cell", "track_id"]], drops, auxilin)
+
+
+def _check_gates(gates, source: str) -> tuple[float, float]:
+    try:
+        short, long = (float(g) for g in gates)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"{source}: gates must be two lifetimes (short, long), got {gates!r}"
+        ) from err
+    if not (np.isfinite(short) and np.isfinite(long)):
+        raise ValueError(f"{source}: gates must be finite, got {gates!r}")
+    return short, long
+
+
+def _select(
+    screened: _Screened,
+    *,
+    gates: tuple[float, float] | None,
+    lifetime_threshold: float,
+    length: int,
+    source: str,
+) -> PreparedTracks:
+    """Steps 3-6: hotspots, gates, the hard set, then resampling and per-cell z-scores."""
+    if int(length) < 2:
+        raise ValueError(f"{source}: the resampled trace length must be >= 2, got {length}")
+    valid = screened.table
+    life = valid["lifetime_s"]
+    none = pd.Series(False, index=valid.index)
+    hot = valid["hotspots"].astype(bool) if screened.auxilin else none
+    short = long = none
+    if gates is not None:
+        g_short, g_long = _check_gates(gates, source)
+        short, long = life <= g_short, life >= g_long
+    keep = ~hot & (life > lifetime_threshold) & ~(short | long)
+    drops = list(screened.drops)
+    # The first rule a track fails, in the order of the rules, is its reason.
+    for i in valid.index[~keep.to_numpy()]:
+        v = _num(life[i])
+        if hot[i]:
+            drops.append((int(i), "hotspot", "hotspot"))
+        elif short[i]:
+            drops.append(
+                (
+                    int(i),
+                    "short_gate",
+                    f"lifetime {v} s at or below the short gate {_num(g_short)} s",
+                )
+            )
+        elif long[i]:
+            drops.append(
+                (int(i), "long_gate", f"lifetime {v} s at or above the long gate {_num(g_long)} s")
+            )
+        else:
+            drops.append(
+                (
+                    int(i),
+                    "lifetime_threshold",
+                    f"lifetime {v} s <= {_num(lifetime_threshold)} s (not in the hard set)",
+                )
+            )
+    hard = valid[keep.to_numpy()].reset_index(drop=True)
+    hard_cells = hard["cell"].astype(str).to_numpy()
+    xs = (
+        np.stack([downsample(x, length) for x in hard["X"]]) if len(hard) else np.zeros((0, length))
+    )
+    hard["X_same_length"] = list(xs)
+    # Per cell over all its kept tracks and time points, padding included, as the reference.
+    norm = np.empty_like(xs)
+    for cell in pd.unique(hard_cells):
+        m = hard_cells == cell
+        block = xs[m]
+        sd = block.std()
+        norm[m] = (block - block.mean()) / (sd if sd > 0 else 1.0)
+    hard["X_same_length_normalized"] = list(norm)
+    if screened.auxilin:
+        hard["Y_sig_mean_normalized"] = zscore_per_cell(hard["Y_sig_mean"].to_numpy(), hard_cells)
+    drops.sort()
+    rows = [d[0] for d in drops]
+    dropped = screened.ids.iloc[rows].reset_index(drop=True)
+    dropped["rule"] = [d[1] for d in drops]
+    dropped["reason"] = [d[2] for d in drops]
+    return PreparedTracks(table=hard, dropped=dropped, auxilin=screened.auxilin)
+
+
 def clean_tracks(df: pd.DataFrame, source: str = "tracks table") -> pd.DataFrame:
     """Steps 1-3: catIdx in {1, 2}, lifetime > 2 s, outcomes and hotspot flags.
 
@@ -213,9 +432,7 @@ def clean_tracks(df: pd.DataFrame, source: str = "tracks table") -> pd.DataFrame
     >>> len(clean_tracks(df))
     1
     """
-    df = check_tracks(df, source)
-    df = df[df["catIdx"].isin([1, 2]) & (df["lifetime_s"] > 2)]
-    return add_outcomes(df.reset_index(drop=True))
+    return _screen(df, source, need_auxilin=True).table.reset_index(drop=True)
 
 
 def lifetime_gates(
@@ -317,7 +534,29 @@ def split_cells(
     return {c: ("test" if c in test else "train") for c in uniq}
 
 
+def validation_cells(table: pd.DataFrame, n: int, seed: int) -> list[str]:
+    """Training cells held out for early stopping (never test cells).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"cell": ["a", "b", "c", "d"], "split": ["train"] * 3 + ["test"]})
+    >>> len(validation_cells(t, 1, 0)), validation_cells(t, 0, 0)
+    (1, [])
+    """
+    cells = sorted(table.loc[table["split"] == "train", "cell"].astype(str).unique())
+    if n == 0 or len(cells) < 2:
+        return []
+    n = min(n, len(cells) - 1)
+    return sorted(np.random.default_rng(seed).permutation(cells)[:n].tolist())
+
+
 # --------------------------------------------------------------------------- building
+
+
+def _empty_dropped() -> pd.DataFrame:
+    return pd.DataFrame(
+        {c: pd.Series(dtype=object) for c in ("cell", "track_id", "rule", "reason")}
+    )
 
 
 @dataclass
@@ -327,15 +566,181 @@ class BuiltDataset:
     Attributes
     ----------
     table : DataFrame
-        One row per track: ``cell``, ``split``, ``lifetime_s``, ``X`` (raw clathrin),
-        ``X_same_length`` (40 points), ``X_same_length_normalized``, ``Y_sig_mean``,
-        ``Y_sig_mean_normalized``, ``y_consec_thresh`` and the other outcome columns.
+        One row per track: ``cell``, ``track_id``, ``split``, ``lifetime_s``, ``X`` (raw
+        clathrin), ``X_same_length`` (40 points), ``X_same_length_normalized``,
+        ``Y_sig_mean``, ``Y_sig_mean_normalized``, ``y_consec_thresh`` and the other
+        outcome columns.
     meta : dict
-        Gates, counts at each step and the cell split.
+        Gates, counts at each step, the cell split and the preparation rules (see
+        :func:`preparation_rules`).
+    dropped : DataFrame
+        The tracks the rules dropped: ``cell``, ``track_id``, ``rule``, ``reason`` (see
+        :func:`prepare_tracks`).
     """
 
     table: pd.DataFrame
     meta: dict = field(default_factory=dict)
+    dropped: pd.DataFrame = field(default_factory=_empty_dropped)
+
+
+@dataclass
+class PreparedTracks:
+    """Tracks of (new) cells prepared by the data set's rules, and the ones dropped.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per kept track, in the AWD layout of :class:`BuiltDataset` (no ``split``):
+        the input's columns (``cell``, ``track_id``, ``lifetime_s``, ``X``, ...), ``X_max``,
+        ``X_same_length``, ``X_same_length_normalized`` and, when the auxilin channel is
+        present, the outcomes (``Y_max``, ``y``, ``y_num_sig``, ``y_consec_sig``,
+        ``y_conservative_thresh``, ``y_consec_thresh``, ``hotspots``, ``Y_sig_mean``,
+        ``Y_sig_mean_normalized``).
+    dropped : DataFrame
+        One row per dropped track, in input order: ``cell``, ``track_id``, ``rule`` (one
+        of :data:`DROP_RULES`) and ``reason`` (a short phrase with the track's values).
+    auxilin : bool
+        Whether the auxilin channel was there (outcomes computed, hotspots excluded).
+    """
+
+    table: pd.DataFrame
+    dropped: pd.DataFrame
+    auxilin: bool = True
+
+
+def prepare_tracks(
+    tracks: pd.DataFrame,
+    *,
+    gates: tuple[float, float] | None,
+    lifetime_threshold: float,
+    length: int = AWD_LENGTH,
+    source: str = "tracks table",
+    invalid: str = "drop",
+) -> PreparedTracks:
+    """Apply a data set's cleaning rules to tracks, e.g. of new cells, with the reasons.
+
+    The same code as :func:`build_dataset` runs, rule by rule and in the same order; a
+    track dropped by several rules gets the reason of the first:
+
+    ========================  ==========================================================
+    rule                      reason (example)
+    ========================  ==========================================================
+    ``amplitudes``            ``NaN/inf in X``, ``empty X``, ``lengths differ (X 12,
+                              Y 12, pval_Ar_Y 11)``
+    ``catIdx``                ``catIdx 4 (not 1 or 2)``
+    ``min_lifetime``          ``lifetime 1.5 s <= 2 s`` (``lifetime missing`` if NaN)
+    ``hotspot``               ``hotspot``
+    ``short_gate``            ``lifetime 9 s at or below the short gate 14 s``
+    ``long_gate``             ``lifetime 130 s at or above the long gate 124 s``
+    ``lifetime_threshold``    ``lifetime 12 s <= 15 s (not in the hard set)``
+    ========================  ==========================================================
+
+    Kept traces are resampled to ``length`` points and z-scored per cell over all the
+    cell's kept tracks (so the result for a cell depends on which of its tracks are
+    given, as in the reference).
+
+    Parameters
+    ----------
+    tracks : DataFrame
+        A tracks table (:mod:`molecular_partner.tables`). Needs ``cell``, ``lifetime_s``,
+        ``catIdx`` and ``X``; with ``Y`` and ``pval_Ar_Y`` the outcomes are computed and
+        hotspots excluded, without them (a warning) neither. ``track_id`` is kept, or
+        numbered 1, 2, ... in input order within each cell.
+    gates : (float, float) or None
+        ``(thresh_short, thresh_long)`` fitted on the training cells (the data set's
+        ``meta.json``); ``None`` applies no gates.
+    lifetime_threshold : float
+        Keep ``lifetime_s > lifetime_threshold``.
+    length : int
+        Resampled trace length.
+    source : str
+        Name used in messages.
+    invalid : {"drop", "raise"}
+        Tracks with empty, NaN or mismatched arrays: dropped (rule ``amplitudes``, with a
+        warning, as :func:`build_dataset` does) or a ``ValueError``.
+
+    Returns
+    -------
+    PreparedTracks
+
+    Raises
+    ------
+    ValueError
+        Naming ``source``: a required column is missing, there are no tracks, every track
+        has unusable arrays (or one has, with ``invalid="raise"``), or two tracks share a
+        cell and ``track_id``.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"cell": ["c1"] * 3, "track_id": [1, 2, 3],
+    ...                   "lifetime_s": [30.0, 12.0, 40.0], "catIdx": [1, 1, 4],
+    ...                   "X": [np.arange(30.0), np.arange(12.0), np.arange(40.0)]})
+    >>> import warnings
+    >>> with warnings.catch_warnings():  # no auxilin channel here
+    ...     warnings.simplefilter("ignore")
+    ...     p = prepare_tracks(t, gates=None, lifetime_threshold=15, source="demo")
+    >>> p.table["track_id"].tolist(), p.table["X_same_length_normalized"].iloc[0].shape
+    ([1], (40,))
+    >>> p.dropped["reason"].tolist()
+    ['lifetime 12 s <= 15 s (not in the hard set)', 'catIdx 4 (not 1 or 2)']
+    """
+    if invalid not in ("drop", "raise"):
+        raise ValueError(f"invalid must be 'drop' or 'raise', got {invalid!r}")
+    screened = _screen(tracks, source, need_auxilin=False, invalid=invalid)
+    return _select(
+        screened, gates=gates, lifetime_threshold=lifetime_threshold, length=length, source=source
+    )
+
+
+def preparation_rules(meta: dict | str | Path) -> dict:
+    """The :func:`prepare_tracks` settings a data set was built with.
+
+    Parameters
+    ----------
+    meta : dict or path
+        The data set's ``meta.json`` content, the file, or the data set's folder.
+
+    Returns
+    -------
+    dict
+        ``gates`` (``None`` when the data set applied none), ``lifetime_threshold`` and
+        ``length``: keyword arguments of :func:`prepare_tracks`.
+
+    Raises
+    ------
+    ValueError
+        When ``meta.json`` cannot be read or predates these keys (rebuild the data set).
+
+    Examples
+    --------
+    >>> preparation_rules({"apply_gates": True, "thresh_short": 14.0, "thresh_long": 124.0,
+    ...                    "lifetime_threshold": 15.0, "length": 40})
+    {'gates': (14.0, 124.0), 'lifetime_threshold': 15.0, 'length': 40}
+    """
+    source = "meta"
+    if not isinstance(meta, dict):
+        path = Path(meta)
+        if path.is_dir():
+            path = path / "meta.json"
+        source = str(path)
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: cannot read the data set's meta.json ({err})") from err
+    missing = [k for k in PREPARATION_KEYS if k not in meta]
+    if missing:
+        raise ValueError(
+            f"{source}: no {missing}; the data set predates recording its preparation rules, "
+            "rebuild it with `awd molecular-partner build-dataset`"
+        )
+    gates = (
+        (float(meta["thresh_short"]), float(meta["thresh_long"])) if meta["apply_gates"] else None
+    )
+    return {
+        "gates": gates,
+        "lifetime_threshold": float(meta["lifetime_threshold"]),
+        "length": int(meta["length"]),
+    }
 
 
 def build_dataset(
@@ -351,6 +756,10 @@ def build_dataset(
     source: str = "tracks table",
 ) -> BuiltDataset:
     """Apply the published cleaning and outcome rules and split by cell.
+
+    The per-track rules are those of :func:`prepare_tracks` (the same code); what only
+    a data set has is the split and the gates, fitted here on the training cells between
+    steps 3 and 4.
 
     Parameters
     ----------
@@ -381,7 +790,8 @@ def build_dataset(
     >>> sorted(ds.table["split"].unique())
     ['test', 'train']
     """
-    clean = clean_tracks(tracks, source)
+    screened = _screen(tracks, source, need_auxilin=True)
+    clean = screened.table
     cells = clean["cell"].astype(str).to_numpy()
     all_cells = sorted(pd.unique(tracks["cell"].astype(str)).tolist())
     lost = sorted(set(all_cells) - set(cells))
@@ -406,30 +816,32 @@ def build_dataset(
     clean["long"] = clean["lifetime_s"] >= long
     meta.update(thresh_short=short, thresh_long=long)
     meta.update(n_short=int(clean["short"].sum()), n_long=int(clean["long"].sum()))
-    keep = ~clean["hotspots"] & (clean["lifetime_s"] > lifetime_threshold)
-    if apply_gates:
-        keep &= ~(clean["short"] | clean["long"])
-    hard = clean[keep].reset_index(drop=True)
+    prepared = _select(
+        screened,
+        gates=(short, long) if apply_gates else None,
+        lifetime_threshold=lifetime_threshold,
+        length=length,
+        source=source,
+    )
+    hard = prepared.table
     if len(hard) == 0:
         raise ValueError(f"{source}: no track survives the cleaning rules")
     for cell in sorted(set(all_cells) - set(lost) - set(hard["cell"].astype(str))):
         warnings.warn(f"{source}: cell {cell!r} has no track left after cleaning", stacklevel=2)
-    hard_cells = hard["cell"].astype(str).to_numpy()
-    xs = np.stack([downsample(x, length) for x in hard["X"]])
-    hard["X_same_length"] = list(xs)
-    norm = np.empty_like(xs)
-    for cell in pd.unique(hard_cells):
-        m = hard_cells == cell
-        block = xs[m]
-        sd = block.std()
-        norm[m] = (block - block.mean()) / (sd if sd > 0 else 1.0)
-    hard["X_same_length_normalized"] = list(norm)
-    hard["Y_sig_mean_normalized"] = zscore_per_cell(hard["Y_sig_mean"].to_numpy(), hard_cells)
     meta.update(
         n_hard=len(hard),
         n_aux_pos_hard=int(hard["y_consec_thresh"].sum()),
         n_train=int((hard["split"] == "train").sum()),
         n_test=int((hard["split"] == "test").sum()),
+    )
+    counts = prepared.dropped["rule"].value_counts()
+    # What prepare_tracks needs to apply these rules to new cells (preparation_rules).
+    meta.update(
+        apply_gates=bool(apply_gates),
+        lifetime_threshold=float(lifetime_threshold),
+        length=int(length),
+        acc_thresh=float(acc_thresh),
+        n_dropped={rule: int(counts.get(rule, 0)) for rule in DROP_RULES},
     )
     logger.info(
         "%s: %d valid tracks, %d hard (%d train / %d test), gates %.1f / %.1f s",
@@ -441,7 +853,7 @@ def build_dataset(
         short,
         long,
     )
-    return BuiltDataset(table=hard, meta=meta)
+    return BuiltDataset(table=hard, meta=meta, dropped=prepared.dropped)
 
 
 def calibration_statistics(tracks: pd.DataFrame) -> dict[str, float]:

@@ -1,11 +1,14 @@
-"""Cleaning rules, outcomes on a hand-made table, splits by cell, the AWD layout."""
+"""Cleaning rules, outcomes on a hand-made table, splits by cell, the AWD layout, and the
+preparation of new cells' tracks by a data set's rules (one code path with build_dataset)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from pandas.testing import assert_frame_equal, assert_series_equal
 
 from molecular_partner.data import (
+    DROP_RULES,
     TraceDataset,
     add_outcomes,
     build_dataset,
@@ -13,7 +16,12 @@ from molecular_partner.data import (
     hotspot_flags,
     lifetime_gates,
     load_awd_table,
+    preparation_rules,
+    prepare_tracks,
+    read_dataset,
     split_cells,
+    validation_cells,
+    write_dataset,
 )
 from molecular_partner.simulate import SimulationConfig, simulate_cells
 
@@ -112,8 +120,6 @@ def test_splits_by_cell_are_disjoint(sim_tracks):
 
 
 def test_torch_dataset_and_awd_layout(sim_tracks, tmp_path):
-    from molecular_partner.data import read_dataset, write_dataset
-
     ds = build_dataset(sim_tracks, test_cells=["cell5"])
     write_dataset(ds, tmp_path)
     table = read_dataset(tmp_path)
@@ -158,3 +164,183 @@ def test_nan_tracks_and_bad_cells():
     assert set(ds.table["cell"]) == {"a", "b"}
     with pytest.raises(ValueError, match="missing required columns"):
         build_dataset(_table().drop(columns=["pval_Ar_Y"]))
+
+
+# --------------------------------------------------------------------------- new cells
+
+
+def _track(tid, lifetime, cat=1, n=20, sig=(), cell="new1"):
+    # A plain trace; ``sig`` marks the frames where auxilin is significant.
+    pval = np.full(n, 0.5)
+    pval[list(sig)] = 0.01
+    return {
+        "cell": cell,
+        "track_id": tid,
+        "catIdx": cat,
+        "lifetime_s": lifetime,
+        "X": np.arange(1.0, n + 1.0),
+        "Y": np.where(pval < 0.05, 400.0, 10.0),
+        "pval_Ar_Y": pval,
+    }
+
+
+def _rule_tracks():
+    rows = [
+        _track(1, 30.0),  # NaN clathrin frame (set below)
+        _track(2, 1.0, cat=4),  # fails catIdx and lifetime > 2: catIdx comes first
+        _track(3, 1.5),
+        _track(4, 9.0, sig=[0, 1, 3, 5, 7, 8]),  # hotspot, and short: hotspot comes first
+        _track(5, 9.0),
+        _track(6, 130.0),
+        _track(7, 14.5),
+        _track(8, 30.0, sig=[10, 11]),
+        _track(9, 40.0),
+        _track(10, 30.0),  # one auxilin frame short (set below)
+        _track(11, 14.0),  # on the boundaries: gates and threshold include them
+        _track(12, 124.0),
+        _track(13, 15.0),
+    ]
+    t = pd.DataFrame(rows)
+    t.at[0, "X"] = np.where(np.arange(20) == 3, np.nan, 1.0)
+    t.at[9, "Y"] = np.ones(19)
+    return t
+
+
+RULE_REASONS = {
+    1: ("amplitudes", "NaN/inf in X"),
+    2: ("catIdx", "catIdx 4 (not 1 or 2)"),
+    3: ("min_lifetime", "lifetime 1.5 s <= 2 s"),
+    4: ("hotspot", "hotspot"),
+    5: ("short_gate", "lifetime 9 s at or below the short gate 14 s"),
+    6: ("long_gate", "lifetime 130 s at or above the long gate 124 s"),
+    7: ("lifetime_threshold", "lifetime 14.5 s <= 15 s (not in the hard set)"),
+    10: ("amplitudes", "lengths differ (X 20, Y 19, pval_Ar_Y 20)"),
+    11: ("short_gate", "lifetime 14 s at or below the short gate 14 s"),
+    12: ("long_gate", "lifetime 124 s at or above the long gate 124 s"),
+    13: ("lifetime_threshold", "lifetime 15 s <= 15 s (not in the hard set)"),
+}
+
+
+def test_every_drop_rule_has_its_reason():
+    t = _rule_tracks()
+    with pytest.warns(UserWarning, match="new.parquet: dropped 2 track"):
+        p = prepare_tracks(t, gates=(14.0, 124.0), lifetime_threshold=15.0, source="new.parquet")
+    got = {r.track_id: (r.rule, r.reason) for r in p.dropped.itertuples()}
+    assert got == RULE_REASONS
+    assert set(p.dropped["rule"]) == set(DROP_RULES)
+    # One row per dropped track, in input order, and every track either kept or dropped.
+    assert p.dropped["track_id"].tolist() == sorted(RULE_REASONS)
+    assert list(p.dropped.columns) == ["cell", "track_id", "rule", "reason"]
+    assert (p.dropped["cell"] == "new1").all()
+    assert p.table["track_id"].tolist() == [8, 9]
+    assert len(p.table) + len(p.dropped) == len(t)
+    assert p.auxilin and p.table["y_consec_thresh"].tolist() == [True, False]
+    # Without gates the gated tracks meet the next rule instead.
+    with pytest.warns(UserWarning):
+        q = prepare_tracks(t, gates=None, lifetime_threshold=15.0, source="new.parquet")
+    reasons = dict(zip(q.dropped["track_id"], q.dropped["reason"], strict=True))
+    assert reasons[5] == "lifetime 9 s <= 15 s (not in the hard set)" and 6 not in reasons
+    assert q.table["track_id"].tolist() == [6, 8, 9, 12]
+
+
+def test_all_dropped_gives_an_empty_table():
+    t = pd.DataFrame([_track(1, 5.0), _track(2, 3.0, cat=3)])
+    p = prepare_tracks(t, gates=None, lifetime_threshold=15.0, source="s")
+    assert len(p.table) == 0 and "X_same_length_normalized" in p.table.columns
+    assert p.dropped["rule"].tolist() == ["lifetime_threshold", "catIdx"]
+
+
+@pytest.mark.parametrize("apply_gates", [True, False])
+def test_prepare_reproduces_the_built_dataset(sim_tracks, tmp_path, apply_gates):
+    ds = build_dataset(sim_tracks, test_cells=["cell5"], apply_gates=apply_gates)
+    write_dataset(ds, tmp_path)
+    rules = preparation_rules(tmp_path)
+    assert (rules["gates"] is None) == (not apply_gates)
+    if apply_gates:
+        assert rules["gates"] == (ds.meta["thresh_short"], ds.meta["thresh_long"])
+    written = read_dataset(tmp_path)
+    for cell in ("cell2", "cell5"):  # a training and a test cell, each prepared alone
+        p = prepare_tracks(sim_tracks[sim_tracks["cell"] == cell], **rules, source=cell)
+        built = ds.table[ds.table["cell"] == cell].reset_index(drop=True)
+        assert len(p.table) > 20
+        assert_frame_equal(p.table, built[list(p.table.columns)], check_exact=True)
+        assert set(built.columns) - set(p.table.columns) == {"split", "short", "long"}
+        on_disk = written[written["cell"] == cell].reset_index(drop=True)
+        for col in ("track_id", "X_same_length_normalized", "Y_sig_mean_normalized"):
+            assert_series_equal(p.table[col], on_disk[col], check_exact=True)
+        own = ds.dropped[ds.dropped["cell"] == cell].reset_index(drop=True)
+        assert_frame_equal(p.dropped, own)
+    counts = ds.dropped["rule"].value_counts()
+    assert ds.meta["n_dropped"] == {r: int(counts.get(r, 0)) for r in DROP_RULES}
+    assert len(ds.table) + len(ds.dropped) == len(sim_tracks)
+
+
+def test_zscore_set_is_the_cells_kept_tracks():
+    # Adding a dropped track to a cell changes nothing; adding a kept one changes all.
+    t = pd.DataFrame([_track(1, 30.0, n=50), _track(2, 40.0, n=30)])
+    base = prepare_tracks(t, gates=None, lifetime_threshold=15.0).table
+    short = pd.concat([t, pd.DataFrame([_track(3, 10.0, n=10)])], ignore_index=True)
+    same = prepare_tracks(short, gates=None, lifetime_threshold=15.0).table
+    assert_series_equal(same["X_same_length_normalized"], base["X_same_length_normalized"])
+    more = pd.concat([t, pd.DataFrame([_track(3, 20.0, n=10)])], ignore_index=True)
+    other = prepare_tracks(more, gates=None, lifetime_threshold=15.0).table
+    assert not np.allclose(
+        other["X_same_length_normalized"].iloc[0], base["X_same_length_normalized"].iloc[0]
+    )
+    block = np.stack(other["X_same_length_normalized"])
+    assert block.mean() == pytest.approx(0.0, abs=1e-12)
+    assert block.std() == pytest.approx(1.0)
+
+
+def test_prepare_errors_name_the_source():
+    t = _rule_tracks()
+    kw = {"gates": None, "lifetime_threshold": 15.0, "source": "cellX.mat"}
+    with pytest.raises(ValueError, match=r"cellX\.mat: missing required columns \['X'\]"):
+        prepare_tracks(t.drop(columns=["X"]), **kw)
+    with pytest.raises(ValueError, match=r"cellX\.mat: 2 track\(s\) .*track 1: NaN/inf in X"):
+        prepare_tracks(t, **kw, invalid="raise")
+    with pytest.raises(ValueError, match=r"cellX\.mat: every track has missing"):
+        prepare_tracks(t.assign(X=[np.full(20, np.nan)] * len(t)), **kw)
+    with pytest.raises(ValueError, match=r"cellX\.mat: auxilin column 'Y' without 'pval_Ar_Y'"):
+        prepare_tracks(t.drop(columns=["pval_Ar_Y"]), **kw)
+    with pytest.raises(ValueError, match=r"cellX\.mat: 2 tracks share .*cell 'new1' track 3"):
+        prepare_tracks(t.assign(track_id=[*range(1, 13), 3]), **kw)
+    with pytest.raises(ValueError, match=r"cellX\.mat: no tracks"):
+        prepare_tracks(t.iloc[:0], **kw)
+    with pytest.raises(ValueError, match=r"cellX\.mat: gates must be two"):
+        prepare_tracks(t.iloc[1:9], **{**kw, "gates": (14.0,)})
+
+
+def test_clathrin_only_tracks_and_numbered_ids():
+    t = _rule_tracks().iloc[1:9].drop(columns=["Y", "pval_Ar_Y", "track_id"])
+    with pytest.warns(UserWarning, match="no auxilin channel"):
+        p = prepare_tracks(t, gates=(14.0, 124.0), lifetime_threshold=15.0)
+    assert not p.auxilin
+    assert not {"Y_sig_mean_normalized", "y_consec_thresh", "hotspots"} & set(p.table.columns)
+    # Ids are numbered from 1 in input order; the hotspot (id 3 here) cannot be seen.
+    assert dict(zip(p.dropped["track_id"], p.dropped["rule"], strict=True))[3] == "short_gate"
+    assert p.table["track_id"].tolist() == [7, 8]
+
+
+def test_preparation_rules_from_meta(tmp_path):
+    meta = {
+        "apply_gates": False,
+        "thresh_short": 14.0,
+        "thresh_long": 124.0,
+        "lifetime_threshold": 10.0,
+        "length": 32,
+    }
+    assert preparation_rules(meta) == {"gates": None, "lifetime_threshold": 10.0, "length": 32}
+    with pytest.raises(ValueError, match=r"no \['apply_gates'\].*rebuild"):
+        preparation_rules({k: v for k, v in meta.items() if k != "apply_gates"})
+    with pytest.raises(ValueError, match="cannot read"):
+        preparation_rules(tmp_path)
+
+
+def test_validation_cells_are_training_cells():
+    t = pd.DataFrame({"cell": list("abcde"), "split": ["train"] * 4 + ["test"]})
+    for seed in range(5):
+        val = validation_cells(t, 2, seed)
+        assert len(val) == 2 and "e" not in val and val == validation_cells(t, 2, seed)
+    assert len(validation_cells(t, 10, 0)) == 3  # at least one training cell stays
+    assert validation_cells(t.iloc[[0, 4]], 1, 0) == []
