@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from molecular_partner.config import OUTCOMES as OUTCOME_NAMES
 from molecular_partner.config import PipelineConfig, load_config
+from molecular_partner.data import validation_cells
 from molecular_partner.distillation import distill_point, reconstruction_error
 from molecular_partner.evaluate import OUTCOMES, TRACE
 from molecular_partner.student import TopCoefficients, grouped_cv_score, make_linear
@@ -46,22 +46,6 @@ __all__ = ["MolecularPartnerSweepTask", "make_task", "validation_cells"]
 logger = logging.getLogger(__name__)
 
 _KNOWN_KEYS = {"data", "teacher", "outcome", "config", "settings"}
-
-
-def validation_cells(table: pd.DataFrame, n: int, seed: int) -> list[str]:
-    """Training cells held out for early stopping (never test cells).
-
-    Examples
-    --------
-    >>> t = pd.DataFrame({"cell": ["a", "b", "c", "d"], "split": ["train"] * 3 + ["test"]})
-    >>> len(validation_cells(t, 1, 0)), validation_cells(t, 0, 0)
-    (1, [])
-    """
-    cells = sorted(table.loc[table["split"] == "train", "cell"].astype(str).unique())
-    if n == 0 or len(cells) < 2:
-        return []
-    n = min(n, len(cells) - 1)
-    return sorted(np.random.default_rng(seed).permutation(cells)[:n].tolist())
 
 
 class MolecularPartnerSweepTask:
