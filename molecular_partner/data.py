@@ -16,11 +16,15 @@ AWD) step by step:
    reference's own LSTM loader skips this step);
 5. the "hard" set ``lifetime_s > 15``;
 6. clathrin amplitude resampled to 40 points (index subsampling, or zero padding at the
-   end) and z-scored per cell over all tracks and time points, padding included
-   (``X_same_length_normalized``); ``Y_sig_mean`` z-scored per cell
-   (``Y_sig_mean_normalized``, the regression target of AWD).
+   end) and z-scored per cell over all the cell's kept tracks (those left after steps
+   1-5) and time points, padding included (``X_same_length_normalized``); ``Y_sig_mean``
+   z-scored per cell over the same tracks (``Y_sig_mean_normalized``, the regression
+   target of AWD).
 
-Splits are by cell.
+Splits are by cell. :func:`build_dataset` splits the cells and fits the gates;
+:func:`prepare_tracks` applies the same rules, through the same code, to the tracks of new
+cells with the gates stored in the data set's ``meta.json`` (:func:`preparation_rules`),
+and names the rule that dropped each track.
 """
 
 from __future__ import annotations
@@ -364,9 +368,9 @@ def _select(
         raise ValueError(f"{source}: the resampled trace length must be >= 2, got {length}")
     valid = screened.table
     life = valid["lifetime_s"]
-    none = pd.Series(False, index=valid.index)
-    hot = valid["hotspots"].astype(bool) if screened.auxilin else none
-    short = long = none
+    unflagged = pd.Series(False, index=valid.index)
+    hot = valid["hotspots"].astype(bool) if screened.auxilin else unflagged
+    short = long = unflagged
     if gates is not None:
         g_short, g_long = _check_gates(gates, source)
         short, long = life <= g_short, life >= g_long
@@ -376,27 +380,21 @@ def _select(
     for i in valid.index[~keep.to_numpy()]:
         v = _num(life[i])
         if hot[i]:
-            drops.append((int(i), "hotspot", "hotspot"))
+            rule, reason = "hotspot", "hotspot"
         elif short[i]:
-            drops.append(
-                (
-                    int(i),
-                    "short_gate",
-                    f"lifetime {v} s at or below the short gate {_num(g_short)} s",
-                )
+            rule, reason = (
+                "short_gate",
+                f"lifetime {v} s at or below the short gate {_num(g_short)} s",
             )
         elif long[i]:
-            drops.append(
-                (int(i), "long_gate", f"lifetime {v} s at or above the long gate {_num(g_long)} s")
-            )
+            rule, reason = "long_gate", f"lifetime {v} s at or above the long gate {_num(g_long)} s"
         else:
-            drops.append(
-                (
-                    int(i),
-                    "lifetime_threshold",
-                    f"lifetime {v} s <= {_num(lifetime_threshold)} s (not in the hard set)",
-                )
+            threshold = _num(lifetime_threshold)
+            rule, reason = (
+                "lifetime_threshold",
+                f"lifetime {v} s <= {threshold} s (not in the hard set)",
             )
+        drops.append((int(i), rule, reason))
     hard = valid[keep.to_numpy()].reset_index(drop=True)
     hard_cells = hard["cell"].astype(str).to_numpy()
     xs = (
