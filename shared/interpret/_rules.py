@@ -52,18 +52,34 @@ def split_offset(lin_rel: Tensor, lin_irrel: Tensor, offset: Tensor | float) -> 
     ([[2.0, 0.0]], [[6.0, 4.0]])
     """
     offset_t = torch.as_tensor(offset, dtype=lin_rel.dtype, device=lin_rel.device)
-    lin_rel, lin_irrel, offset_t = torch.broadcast_tensors(lin_rel, lin_irrel, offset_t)
-    a_rel, a_irrel = lin_rel.abs(), lin_irrel.abs()
-    total = a_rel + a_irrel
-    tie = total == 0
-    share = a_rel / torch.where(tie, torch.ones_like(total), total)
-    if lin_rel.ndim > 0:
+    shape = torch.broadcast_shapes(lin_rel.shape, lin_irrel.shape, offset_t.shape)
+    if lin_rel.shape != shape or lin_irrel.shape != shape:
+        lin_rel, lin_irrel = lin_rel.expand(shape), lin_irrel.expand(shape)
+    needs_grad = torch.is_grad_enabled() and (
+        lin_rel.requires_grad or lin_irrel.requires_grad or offset_t.requires_grad
+    )
+    a_rel = lin_rel.abs()
+    total = lin_irrel.abs() + a_rel
+    if needs_grad:
+        # A safe denominator: 0/0 would poison the gradient even where it is masked out.
+        tie = total == 0
+        share = a_rel / torch.where(tie, torch.ones_like(total), total)
+    else:
+        share = a_rel.div_(total)  # NaN exactly at the ties
+        tie = share.isnan()
+    any_tie = bool(tie.any())
+    if any_tie and not needs_grad:
+        share = share.masked_fill_(tie, 0.0)
+    if lin_rel.ndim > 0 and any_tie:
         n = lin_rel.shape[0]
         irrel_empty = (lin_irrel == 0).reshape(n, -1).all(1)
         rel_empty = (lin_rel == 0).reshape(n, -1).all(1)
         to_rel = (irrel_empty & ~rel_empty).view(n, *[1] * (lin_rel.ndim - 1))
         share = torch.where(tie & to_rel, torch.ones_like(share), share)
-    return Parts(lin_rel + share * offset_t, lin_irrel + (1 - share) * offset_t)
+    # rel gets share * offset and irrel the remainder, so a share of exactly 0 or 1 leaves
+    # the other part untouched (an empty part stays exactly zero).
+    given = share * offset_t
+    return Parts(lin_rel + given, lin_irrel + (offset_t - given))
 
 
 # -- structure helpers ----------------------------------------------------------------------------
@@ -219,7 +235,7 @@ def _maxpool_module(module: nn.Module, args: tuple, kwargs: dict) -> Parts:
         fn = F.adaptive_max_pool1d if spatial == 1 else F.adaptive_max_pool2d
 
         def adaptive(t: Tensor) -> tuple[Tensor, Tensor]:
-            return fn(t, pool.output_size, return_indices=True)  # type: ignore[operator]
+            return fn(t, pool.output_size, return_indices=True)  # type: ignore[operator,call-overload]
 
         return gather_max(x, adaptive, spatial)
     spatial = 1 if isinstance(pool, nn.MaxPool1d) else 2
@@ -287,7 +303,7 @@ def module_rule(module: nn.Module) -> Rule | None:
         rule = MODULE_RULES.get(base)
         if rule is not None:
             # A subclass with its own forward computes something else: trace it instead.
-            return rule if cls.forward is base.forward else None
+            return rule if getattr(cls, "forward", None) is getattr(base, "forward", None) else None
     return None
 
 

@@ -232,7 +232,7 @@ def fourier_groups(bands: FourierBands2d) -> list[CoefficientGroup]:
     >>> [g.name for g in fourier_groups(FourierBands2d(2, edges=[0.0, 0.25, 0.8]))]
     ['f[0,0.25)', 'f[0.25,0.8)']
     """
-    edges = [float(e) for e in bands.edges]
+    edges = [float(e) for e in np.asarray(bands.edges)]
     return [
         CoefficientGroup(
             f"f[{edges[b]:g},{edges[b + 1]:g})",
@@ -333,7 +333,7 @@ def fourier_scales(
     (2700, 8.0)
     """
     values = edges.edges if isinstance(edges, FourierBands2d) else edges
-    e = [float(v) for v in values]
+    e = [float(v) for v in np.asarray(values)]
     rows = [
         {"name": f"f[{e[b]:g},{e[b + 1]:g})", "band": b, "f_min": e[b], "f_max": e[b + 1]}
         for b in range(len(e) - 1)
