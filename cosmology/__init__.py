@@ -1,8 +1,10 @@
 """Weak-lensing convergence maps -> (Omega_m, sigma_8).
 
-FITS I/O in the lenstools / MassiveNuS format (:mod:`cosmology.io`), catalogs and a lazy
-torch dataset (:mod:`cosmology.data`), a shifted-lognormal simulator with pyccl halofit
-spectra (:mod:`cosmology.simulate`) and batched map statistics (:mod:`cosmology.statistics`).
+FITS maps and the MassiveNuS file tree (:mod:`cosmology.io`), the cosmologies, designs and
+pyccl spectra (:mod:`cosmology.cosmologies`), shape noise and smoothing
+(:mod:`cosmology.noise`), catalogs and a lazy torch dataset (:mod:`cosmology.data`), a
+shifted-lognormal simulator (:mod:`cosmology.simulate`) and batched map statistics
+(:mod:`cosmology.statistics`).
 """
 
 from cosmology.io import read_map, write_map

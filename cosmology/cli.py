@@ -44,13 +44,10 @@ def simulate(
     workers: int = typer.Option(1, help="Worker processes."),
 ) -> None:
     """Simulate shifted-lognormal convergence maps (resumable; existing maps are kept)."""
-    from cosmology.simulate import (
-        ShapeNoise,
-        design_csv,
-        design_lhs,
-        design_ten,
-        simulate_dataset,
-    )
+    from cosmology.cosmologies import design_csv, design_lhs, design_ten
+    from cosmology.data import load_catalog
+    from cosmology.noise import ShapeNoise
+    from cosmology.simulate import simulate_dataset
 
     if design == "ten":
         table = design_ten(include_neutrinos=neutrinos)
@@ -61,7 +58,7 @@ def simulate(
         if not path.is_file():
             raise typer.BadParameter(f"'ten', 'lhs' or an existing CSV file, got {design}")
         table = design_csv(path)
-    catalog = simulate_dataset(
+    root = simulate_dataset(
         out,
         table,
         n_maps=n_maps,
@@ -74,6 +71,7 @@ def simulate(
         workers=workers,
         gaussian=gaussian,
     )
+    catalog = load_catalog(root)
     typer.echo(
         f"{len(catalog)} maps of {size}x{size} px over {catalog.cosmology.nunique()} "
         f"cosmologies under {out}"
@@ -202,10 +200,12 @@ def run_demo(out: Path, quick: bool = False) -> dict:
     """
     import time
 
+    from cosmology.cosmologies import design_ten
     from cosmology.evaluate import metrics_markdown, read_metrics, run_evaluate
+    from cosmology.noise import ShapeNoise
     from cosmology.pipeline import load_splits, run_distill, run_train_teacher, start_run
     from cosmology.report import write_report
-    from cosmology.simulate import ShapeNoise, design_ten, simulate_dataset
+    from cosmology.simulate import simulate_dataset
 
     tic = time.perf_counter()
     out = Path(out)

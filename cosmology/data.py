@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,14 +27,16 @@ import torch
 from astropy.io import fits
 from torch.utils.data import Dataset
 
-from cosmology.io import read_map
-from cosmology.simulate import (
-    AWD_COSMOLOGIES,
-    ShapeNoise,
-    add_shape_noise,
-    sigma8_from_as,
-    smooth_map,
+from cosmology.cosmologies import AWD_COSMOLOGIES, sigma8_from_as
+from cosmology.io import (
+    COSMOLOGY_DIR_PATTERN,
+    MAP_FILE_PATTERN,
+    MODEL_DIR_PATTERN,
+    PARAMETERS_FILE,
+    read_map,
+    read_parameters_file,
 )
+from cosmology.noise import ShapeNoise, add_shape_noise, smooth_map
 
 __all__ = [
     "CATALOG_COLUMNS",
@@ -62,10 +63,6 @@ CATALOG_COLUMNS = [
     "n_pix",
 ]
 
-PARAMETERS_FILE = "cosmological_parameters.txt"
-_COSMO_DIR = re.compile(r"_mnv(?P<m_nu>[0-9.]+)_om(?P<omega_m>[0-9.]+)_As(?P<A_s>[0-9.]+)$")
-_MODEL_DIR = re.compile(r"^model(?P<row>\d+)$")
-_MAP_FILE = re.compile(r"^WLconv_z(?P<z>[0-9.]+)_(?P<r>\d+)r\.fits?$")
 # The AWD pixel: 3.5 deg over 256 pixels (MassiveNuS 512^2 maps downsampled by 2).
 _AWD_PIXEL_DEG = 3.5 / 256
 
@@ -112,9 +109,9 @@ def load_catalog(
     Examples
     --------
     >>> import tempfile
-    >>> from cosmology.simulate import design_ten, simulate_dataset
-    >>> root = tempfile.mkdtemp()
-    >>> _ = simulate_dataset(root, design_ten(False).iloc[:2], n_maps=2, n_pix=16)
+    >>> from cosmology.cosmologies import design_ten
+    >>> from cosmology.simulate import simulate_dataset
+    >>> root = simulate_dataset(tempfile.mkdtemp(), design_ten(False).iloc[:2], n_maps=2, n_pix=16)
     >>> cat = load_catalog(root)
     >>> len(cat), sorted(cat.cosmology.unique().tolist())
     (4, [0, 1])
@@ -125,7 +122,7 @@ def load_catalog(
     elif root.is_dir():
         subdirs = [d for d in root.iterdir() if d.is_dir()]
         is_tree = (root / PARAMETERS_FILE).exists() or any(
-            _COSMO_DIR.search(d.name) or _MODEL_DIR.match(d.name) for d in subdirs
+            COSMOLOGY_DIR_PATTERN.search(d.name) or MODEL_DIR_PATTERN.match(d.name) for d in subdirs
         )
         if params_file is not None and Path(params_file).suffix.lower() == ".csv":
             is_tree = False
@@ -162,29 +159,14 @@ def _fits_geometry(path: Path, side_angle_deg: float | None) -> tuple[float, int
     return float(angle), int(header["NAXIS1"])
 
 
-def _read_parameter_table(path: Path) -> np.ndarray:
-    if not path.exists():
-        raise ValueError(f"{path}: parameter file not found (needed to label the tree)")
-    try:
-        table = np.loadtxt(path, ndmin=2)
-    except ValueError as err:
-        raise ValueError(f"{path}: cannot parse the parameter table ({err})") from err
-    if table.shape[1] < 5:
-        raise ValueError(
-            f"{path}: expected 5 columns (model, M_nu, Omega_m, 10^9 A_s, sigma_8), "
-            f"found {table.shape[1]}"
-        )
-    return table[:, 1:5]
-
-
 def _catalog_tree(root: Path, side_angle_deg: float | None, params_file: Any) -> pd.DataFrame:
     params_path = Path(params_file) if params_file is not None else root / PARAMETERS_FILE
-    table = _read_parameter_table(params_path)  # m_nu, omega_m, A_s, sigma_8
+    table = read_parameters_file(params_path)  # m_nu, omega_m, A_s, sigma_8
     rows: list[dict[str, Any]] = []
     n_pix_seen: dict[int, Path] = {}
     for folder in sorted(d for d in root.iterdir() if d.is_dir()):
-        match = _COSMO_DIR.search(folder.name)
-        model = _MODEL_DIR.match(folder.name)
+        match = COSMOLOGY_DIR_PATTERN.search(folder.name)
+        model = MODEL_DIR_PATTERN.match(folder.name)
         if match:
             m_nu, om, a_s = (float(match[k]) for k in ("m_nu", "omega_m", "A_s"))
             # Match on (M_nu, A_s), which name a MassiveNuS model uniquely; Omega_m breaks
@@ -207,11 +189,11 @@ def _catalog_tree(root: Path, side_angle_deg: float | None, params_file: Any) ->
         else:
             continue
         files = sorted(
-            f for f in folder.rglob("WLconv_z*") if _MAP_FILE.match(f.name) and f.is_file()
+            f for f in folder.rglob("WLconv_z*") if MAP_FILE_PATTERN.match(f.name) and f.is_file()
         )
         geometry: dict[Path, tuple[float, int]] = {}
         for f in files:
-            parsed = _MAP_FILE.match(f.name)
+            parsed = MAP_FILE_PATTERN.match(f.name)
             assert parsed is not None
             if f.parent not in geometry:
                 geometry[f.parent] = _fits_geometry(f, side_angle_deg)

@@ -1,25 +1,51 @@
-"""FITS convergence maps in the lenstools / MassiveNuS format.
+"""FITS convergence maps and the MassiveNuS file tree, read and written in one place.
 
 A map is a 2D float32 primary image whose header carries the side angle in degrees under
 ``ANGLE`` (the key ``lenstools.ConvergenceMap.load`` requires) and, optionally, the
 cosmological parameters. Keys follow lenstools where it has one (``OMEGA_M``, ``Z``, ``H0``,
 ``h``, ``W0``, ``WA``); the others are ours (``SIGMA_8``, ``A_S`` = 10^9 A_s, ``M_NU``...).
+
+A MassiveNuS tree holds ``<root>/convergence_gal_mnv{M}_om{Om}_As{As}/Maps10/
+WLconv_z1.00_NNNNr.fits`` (or the AWD reference's ``model%03d/...``) and the parameter table
+``<root>/cosmological_parameters.txt`` (model, M_nu, Omega_m, 10^9 A_s, sigma_8). The name
+builders (:func:`cosmology_dirname`, :func:`maps_dirname`, :func:`map_filename`), the
+patterns that parse those names back, and the table's writer and reader live here, so
+that the simulator and the catalog loader share one definition of the format.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.io import fits
 
+from cosmology.cosmologies import DESIGN_COLUMNS
 from shared.runs import atomic_write
 
-__all__ = ["HEADER_KEYS", "header_params", "read_map", "write_map"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "COSMOLOGY_DIR_PATTERN",
+    "HEADER_KEYS",
+    "MAP_FILE_PATTERN",
+    "MODEL_DIR_PATTERN",
+    "PARAMETERS_FILE",
+    "cosmology_dirname",
+    "header_params",
+    "map_filename",
+    "maps_dirname",
+    "read_map",
+    "read_parameters_file",
+    "write_map",
+    "write_parameters_file",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -199,3 +225,102 @@ def header_params(header: Mapping[str, Any]) -> dict[str, Any]:
     {'omega_m': 0.3, 'z_s': 1.0}
     """
     return {_KEY_TO_NAME[k.upper()]: v for k, v in header.items() if k.upper() in _KEY_TO_NAME}
+
+
+# --------------------------------------------------------------------------- MassiveNuS tree
+
+#: Name of the parameter table at the root of a tree.
+PARAMETERS_FILE = "cosmological_parameters.txt"
+#: A cosmology folder (see :func:`cosmology_dirname`); groups ``m_nu``, ``omega_m``, ``A_s``.
+COSMOLOGY_DIR_PATTERN = re.compile(
+    r"_mnv(?P<m_nu>[0-9.]+)_om(?P<omega_m>[0-9.]+)_As(?P<A_s>[0-9.]+)$"
+)
+#: A folder of the AWD reference's layout, ``model%03d`` (group ``row``: the table row).
+MODEL_DIR_PATTERN = re.compile(r"^model(?P<row>\d+)$")
+#: A map file (see :func:`map_filename`); groups ``z`` (source redshift) and ``r``.
+MAP_FILE_PATTERN = re.compile(r"^WLconv_z(?P<z>[0-9.]+)_(?P<r>\d+)r\.fits?$")
+
+
+def cosmology_dirname(m_nu: float, omega_m: float, A_s: float) -> str:
+    """MassiveNuS folder name of a cosmology.
+
+    Examples
+    --------
+    >>> cosmology_dirname(0.0, 0.3, 2.1)
+    'convergence_gal_mnv0.00000_om0.30000_As2.1000'
+    """
+    return f"convergence_gal_mnv{m_nu:.5f}_om{omega_m:.5f}_As{A_s:.4f}"
+
+
+def maps_dirname(z_s: float) -> str:
+    """MassiveNuS sub-folder of a source redshift (``Maps10`` for z_s = 1).
+
+    Examples
+    --------
+    >>> maps_dirname(1.0), maps_dirname(2.5)
+    ('Maps10', 'Maps25')
+    """
+    return f"Maps{round(z_s * 10):02d}"
+
+
+def map_filename(z_s: float, realization: int) -> str:
+    """MassiveNuS file name of one realization (numbered from 1).
+
+    Examples
+    --------
+    >>> map_filename(1.0, 7)
+    'WLconv_z1.00_0007r.fits'
+    """
+    return f"WLconv_z{z_s:.2f}_{realization:04d}r.fits"
+
+
+def write_parameters_file(path: str | os.PathLike[str], design: pd.DataFrame) -> Path:
+    """Write ``cosmological_parameters.txt`` (model, M_nu, Omega_m, 10^9 A_s, sigma_8).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from cosmology.cosmologies import design_ten
+    >>> p = write_parameters_file(Path(tempfile.mkdtemp()) / "c.txt", design_ten())
+    >>> np.loadtxt(p).shape
+    (10, 5)
+    """
+    lines = ["# model M_nu(eV) Omega_m 10^9A_s sigma_8"]
+    for i, row in enumerate(design[DESIGN_COLUMNS].itertuples(index=False)):
+        lines.append(f"{i:d} {row.m_nu:.5f} {row.omega_m:.5f} {row.A_s:.5f} {row.sigma_8:.5f}")
+    text = "\n".join(lines) + "\n"
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def read_parameters_file(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read ``cosmological_parameters.txt``: columns (M_nu, Omega_m, 10^9 A_s, sigma_8).
+
+    The model column is dropped; row ``i`` is model ``i``.
+
+    Raises
+    ------
+    ValueError
+        If the file is missing, unparsable or has fewer than 5 columns (named in the
+        message).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from cosmology.cosmologies import design_ten
+    >>> p = write_parameters_file(Path(tempfile.mkdtemp()) / "c.txt", design_ten())
+    >>> read_parameters_file(p)[0].tolist()
+    [0.0, 0.3, 2.1, 0.85]
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: parameter file not found (needed to label the tree)")
+    try:
+        table = np.loadtxt(path, ndmin=2)
+    except ValueError as err:
+        raise ValueError(f"{path}: cannot parse the parameter table ({err})") from err
+    if table.shape[1] < 5:
+        raise ValueError(
+            f"{path}: expected 5 columns (model, M_nu, Omega_m, 10^9 A_s, sigma_8), "
+            f"found {table.shape[1]}"
+        )
+    return table[:, 1:5]

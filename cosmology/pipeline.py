@@ -33,7 +33,7 @@ from cosmology.config import (
     save_config,
 )
 from cosmology.data import ConvergenceMapDataset, load_catalog, split_by_realization
-from cosmology.simulate import ShapeNoise
+from cosmology.noise import ShapeNoise
 from cosmology.teacher import count_parameters, load_teacher, save_teacher, train_teacher
 from shared import DistillConfig, DWT2d, LearnableWavelet, PenaltyWeights, distill
 from shared.runs import environment_info, load_transform, save_transform, write_json
@@ -79,9 +79,9 @@ def load_splits(cfg: RunConfig, splits: tuple[str, ...] = SPLITS) -> Splits:
     Examples
     --------
     >>> import tempfile
-    >>> from cosmology.simulate import design_ten, simulate_dataset
-    >>> root = tempfile.mkdtemp()
-    >>> _ = simulate_dataset(root, design_ten(False).iloc[:2], n_maps=10, n_pix=16)
+    >>> from cosmology.cosmologies import design_ten
+    >>> from cosmology.simulate import simulate_dataset
+    >>> root = simulate_dataset(tempfile.mkdtemp(), design_ten(False).iloc[:2], n_maps=10, n_pix=16)
     >>> s = load_splits(RunConfig().override([f"data.root={root}"]))
     >>> {k: tuple(v.shape) for k, v in s.maps.items()}
     {'train': (14, 16, 16), 'val': (2, 16, 16), 'test': (4, 16, 16)}

@@ -15,8 +15,12 @@ The recipe, per cosmology (Omega_m, sigma_8 [, M_nu]) and source redshift z_s:
 4. Optional shape noise per pixel (sigma_e / sqrt(n_gal A_pix)) and Gaussian smoothing.
 
 Files are written in the MassiveNuS layout (``convergence_gal_mnv{M}_om{Om}_As{As}/
-Maps10/WLconv_z1.00_NNNNr.fits`` plus ``cosmological_parameters.txt``) so that
-:func:`cosmology.data.load_catalog` reads simulated and real data alike.
+Maps10/WLconv_z1.00_NNNNr.fits`` plus ``cosmological_parameters.txt``, see
+:mod:`cosmology.io`) so that :func:`cosmology.data.load_catalog` reads simulated and real
+data alike. This module holds the fields (steps 2-3: :func:`lognormal_shift`,
+:func:`prepare_field`, :class:`LognormalField`) and the driver :func:`simulate_dataset`;
+the cosmologies, designs and spectra (step 1) are in :mod:`cosmology.cosmologies`, the
+observational effects (step 4) in :mod:`cosmology.noise`.
 """
 
 from __future__ import annotations
@@ -36,210 +40,32 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.fft
-from scipy import ndimage
-from scipy.integrate import quad
 from tqdm.auto import tqdm
 
-from cosmology.io import read_map, write_map
+from cosmology.cosmologies import DESIGN_COLUMNS, FIXED, convergence_cl, kappa_empty
+from cosmology.io import (
+    PARAMETERS_FILE,
+    cosmology_dirname,
+    map_filename,
+    maps_dirname,
+    read_map,
+    write_map,
+    write_parameters_file,
+)
+from cosmology.noise import ShapeNoise, add_shape_noise, smooth_map
 from shared.runs import atomic_write
 
 __all__ = [
-    "AWD_COSMOLOGIES",
-    "FIXED",
     "LognormalField",
-    "ShapeNoise",
-    "add_shape_noise",
-    "as_from_sigma8",
-    "ccl_cosmology",
-    "convergence_cl",
-    "cosmology_dirname",
-    "design_csv",
-    "design_lhs",
-    "design_ten",
-    "kappa_empty",
     "lognormal_shift",
-    "map_filename",
-    "maps_dirname",
     "prepare_field",
-    "sigma8_from_as",
     "simulate_dataset",
-    "smooth_map",
-    "write_parameters_file",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Parameters fixed in MassiveNuS.
-FIXED = {"h": 0.7, "omega_b": 0.046, "n_s": 0.97}
 
-#: The ten AWD/TRIM cosmologies: (M_nu [eV], Omega_m, 10^9 A_s, sigma_8), the first ten
-#: rows of the MassiveNuS parameter table; sigma_8 from CAMB at the fixed parameters.
-AWD_COSMOLOGIES: tuple[tuple[float, float, float, float], ...] = (
-    (0.0, 0.3, 2.1, 0.850),
-    (0.06271, 0.3815, 2.2004, 1.012),
-    (0.06522, 0.2821, 1.8826, 0.755),
-    (0.06773, 0.4159, 1.6231, 0.916),
-    (0.07024, 0.2023, 2.3075, 0.621),
-    (0.07275, 0.3283, 2.2883, 0.931),
-    (0.07526, 0.3355, 1.5659, 0.781),
-    (0.07778, 0.2597, 2.4333, 0.799),
-    (0.0803, 0.2783, 2.3824, 0.836),
-    (0.08282, 0.2758, 1.8292, 0.726),
-)
-
-_DESIGN_COLUMNS = ["m_nu", "omega_m", "A_s", "sigma_8"]
-# Eisenstein-Hu has no neutrino suppression; sigma_8 drops by about 3.7 f_nu at fixed A_s
-# (CAMB: 0.850 -> 0.827 for M_nu = 0.1 eV), and the massless fiducial is 0.9% high.
-_NU_SUPPRESSION = 3.7
-_EH_CALIBRATION = 0.850 / 0.8575
-_K_PIVOT = 0.05  # 1/Mpc
-_C_KM_S = 299792.458
-
-
-# --------------------------------------------------------------------------- theory
-
-
-def ccl_cosmology(omega_m: float, sigma_8: float, m_nu: float = 0.0) -> Any:
-    """Build a pyccl cosmology (Eisenstein-Hu transfer, halofit) at MassiveNuS' fixed h, n_s.
-
-    Omega_m includes massive neutrinos, as in the MassiveNuS parameter table.
-
-    Examples
-    --------
-    >>> c = ccl_cosmology(0.3, 0.8)
-    >>> round(c["Omega_m"], 6)
-    0.3
-    """
-    import pyccl
-
-    h = FIXED["h"]
-    omega_nu = m_nu / (93.14 * h * h)
-    omega_c = omega_m - FIXED["omega_b"] - omega_nu
-    if omega_c <= 0:
-        raise ValueError(f"Omega_m = {omega_m} is too small for Omega_b and M_nu = {m_nu} eV")
-    return pyccl.Cosmology(
-        Omega_c=omega_c,
-        Omega_b=FIXED["omega_b"],
-        h=h,
-        n_s=FIXED["n_s"],
-        sigma8=sigma_8,
-        m_nu=m_nu,
-        transfer_function="eisenstein_hu",
-        matter_power_spectrum="halofit",
-    )
-
-
-def _growth_md(omega_m: float) -> float:
-    # Linear growth at a = 1 normalised to D = a in matter domination (flat LCDM).
-    def e(a: float) -> float:
-        return math.sqrt(omega_m / a**3 + 1.0 - omega_m)
-
-    return 2.5 * omega_m * e(1.0) * quad(lambda a: 1.0 / (a * e(a)) ** 3, 0.0, 1.0)[0]
-
-
-def _as_at_sigma8(omega_m: float, sigma_8: float, m_nu: float) -> float:
-    """10^9 A_s giving ``sigma_8`` in our Eisenstein-Hu approximation."""
-    import pyccl
-
-    cosmo = ccl_cosmology(omega_m, sigma_8, m_nu)
-    k = 1e-4  # 1/Mpc, where the transfer function is 1
-    h0 = FIXED["h"] * 100.0 / _C_KM_S
-    delta2 = k**3 * pyccl.linear_matter_power(cosmo, k, 1.0) / (2 * np.pi**2)
-    shape = (4 / 25) * (k**4 / (omega_m**2 * h0**4)) * _growth_md(omega_m) ** 2
-    a_s = delta2 / (shape * (k / _K_PIVOT) ** (FIXED["n_s"] - 1.0))
-    f_nu = m_nu / (93.14 * FIXED["h"] ** 2) / omega_m
-    correction = _EH_CALIBRATION * (1.0 - _NU_SUPPRESSION * f_nu)
-    # sigma_8 ~ sqrt(A_s): the corrected sigma_8 at this A_s is sigma_8 * correction.
-    return float(1e9 * a_s / correction**2)
-
-
-def sigma8_from_as(omega_m: float, A_s: float, m_nu: float = 0.0) -> float:
-    """sigma_8 from 10^9 A_s (Eisenstein-Hu, ~1% from CAMB; neutrinos approximated).
-
-    Exact values from a Boltzmann code should be preferred when known (the MassiveNuS
-    table lists them); this fills in sigma_8 where only A_s is given.
-
-    Examples
-    --------
-    >>> round(sigma8_from_as(0.3, 2.1), 2)
-    0.85
-    """
-    ref = 0.8
-    return ref * math.sqrt(A_s / _as_at_sigma8(omega_m, ref, m_nu))
-
-
-def as_from_sigma8(omega_m: float, sigma_8: float, m_nu: float = 0.0) -> float:
-    """10^9 A_s from sigma_8, the inverse of :func:`sigma8_from_as`.
-
-    Examples
-    --------
-    >>> round(as_from_sigma8(0.3, 0.85), 1)
-    2.1
-    """
-    return _as_at_sigma8(omega_m, sigma_8, m_nu)
-
-
-def convergence_cl(
-    ell: np.ndarray,
-    omega_m: float,
-    sigma_8: float,
-    m_nu: float = 0.0,
-    z_s: float = 1.0,
-) -> np.ndarray:
-    """C_ell^kappa for a single source plane at ``z_s`` (pyccl halofit, Limber).
-
-    Parameters
-    ----------
-    ell
-        Multipoles.
-    omega_m, sigma_8, m_nu
-        Cosmology (Omega_m includes neutrinos; M_nu in eV).
-    z_s
-        Source redshift.
-
-    Returns
-    -------
-    numpy.ndarray
-        C_ell^kappa at ``ell``.
-
-    Examples
-    --------
-    >>> cl = convergence_cl(np.array([1000.0]), 0.3, 0.8)
-    >>> bool(3.5e-10 < cl[0] < 4.5e-10)
-    True
-    """
-    import pyccl
-
-    cosmo = ccl_cosmology(omega_m, sigma_8, m_nu)
-    # A narrow Gaussian stands in for the delta-function source plane.
-    width = 0.003
-    z = np.linspace(max(z_s - 10 * width, 1e-3), z_s + 10 * width, 401)
-    nz = np.exp(-0.5 * ((z - z_s) / width) ** 2)
-    tracer = pyccl.WeakLensingTracer(cosmo, dndz=(z, nz))
-    return np.asarray(pyccl.angular_cl(cosmo, tracer, tracer, np.asarray(ell, dtype=float)))
-
-
-def kappa_empty(omega_m: float, z_s: float = 1.0) -> float:
-    """Empty-beam convergence -int_0^chi_s W(chi) dchi (negative; flat LCDM, h = 0.7).
-
-    Examples
-    --------
-    >>> round(kappa_empty(0.3, 1.0), 3)
-    -0.064
-    """
-
-    def inv_e(z: float) -> float:
-        return 1.0 / math.sqrt(omega_m * (1 + z) ** 3 + 1.0 - omega_m)
-
-    hubble = _C_KM_S / (100.0 * FIXED["h"])  # c / H0 in Mpc
-    chi_s = hubble * quad(inv_e, 0.0, z_s)[0]
-
-    def integrand(z: float) -> float:
-        chi = hubble * quad(inv_e, 0.0, z)[0]
-        # W dchi with dchi = (c/H0) dz / E(z)
-        return chi * (chi_s - chi) / chi_s * (1 + z) * hubble * inv_e(z)
-
-    return float(-1.5 * omega_m / hubble**2 * quad(integrand, 0.0, z_s)[0])
+# --------------------------------------------------------------------------- fields
 
 
 def lognormal_shift(omega_m: float, z_s: float = 1.0) -> float:
@@ -255,9 +81,6 @@ def lognormal_shift(omega_m: float, z_s: float = 1.0) -> float:
     """
     hilbert = z_s * (0.008 + z_s * (0.029 + z_s * (-0.0079 + 0.00065 * z_s)))
     return hilbert * kappa_empty(omega_m, z_s) / kappa_empty(0.25, z_s)
-
-
-# --------------------------------------------------------------------------- fields
 
 
 @dataclass
@@ -376,214 +199,6 @@ def prepare_field(
     )
 
 
-# --------------------------------------------------------------------------- noise
-
-
-@dataclass(frozen=True)
-class ShapeNoise:
-    """Galaxy shape noise: per-component ellipticity rms and galaxy density per arcmin^2.
-
-    Examples
-    --------
-    >>> round(ShapeNoise(0.26, 30.0).pixel_sigma(0.82), 3)
-    0.058
-    """
-
-    sigma_e: float = 0.26
-    n_gal: float = 30.0
-
-    def __post_init__(self) -> None:
-        if not (self.sigma_e >= 0 and self.n_gal > 0):
-            raise ValueError(f"need sigma_e >= 0 and n_gal > 0, got {self}")
-
-    def pixel_sigma(self, pixel_arcmin: float) -> float:
-        """Noise rms per pixel, sigma_e / sqrt(n_gal A_pix)."""
-        return self.sigma_e / math.sqrt(self.n_gal * pixel_arcmin**2)
-
-
-def add_shape_noise(
-    kappa: np.ndarray, noise: ShapeNoise, pixel_arcmin: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Add white Gaussian shape noise (sigma_e / sqrt(n_gal A_pix) per pixel).
-
-    Works on one map or a stack (last two axes are pixels).
-
-    Examples
-    --------
-    >>> k = add_shape_noise(np.zeros((64, 64)), ShapeNoise(0.26, 30), 0.82,
-    ...                     np.random.default_rng(0))
-    >>> bool(0.05 < k.std() < 0.065)
-    True
-    """
-    sigma = noise.pixel_sigma(pixel_arcmin)
-    return kappa + sigma * rng.standard_normal(np.shape(kappa))
-
-
-def smooth_map(kappa: np.ndarray, scale_arcmin: float, pixel_arcmin: float) -> np.ndarray:
-    """Gaussian smoothing with standard deviation ``scale_arcmin`` (edges reflected).
-
-    Same convention as ``lenstools.ConvergenceMap.smooth(kind="gaussian")``. Works on
-    one map or a stack (smoothing acts on the last two axes).
-
-    Examples
-    --------
-    >>> s = smooth_map(np.eye(16), 1.0, 0.82)
-    >>> s.shape, bool(abs(s.sum() - 16) < 1e-9)
-    ((16, 16), True)
-    """
-    if scale_arcmin <= 0:
-        return np.asarray(kappa)
-    sigma_pix = scale_arcmin / pixel_arcmin
-    kappa = np.asarray(kappa)
-    sigma = (0.0,) * (kappa.ndim - 2) + (sigma_pix, sigma_pix)
-    return ndimage.gaussian_filter(kappa, sigma, mode="reflect")
-
-
-# --------------------------------------------------------------------------- designs
-
-
-def design_ten(include_neutrinos: bool = True) -> pd.DataFrame:
-    """The ten AWD/TRIM cosmologies (MassiveNuS rows 0-9) as a design table.
-
-    Examples
-    --------
-    >>> d = design_ten()
-    >>> len(d), list(d.columns)
-    (10, ['m_nu', 'omega_m', 'A_s', 'sigma_8'])
-    """
-    design = pd.DataFrame(AWD_COSMOLOGIES, columns=_DESIGN_COLUMNS)
-    if not include_neutrinos:
-        design["m_nu"] = 0.0
-    return design
-
-
-def design_lhs(
-    n: int,
-    seed: int = 0,
-    omega_m: tuple[float, float] = (0.18, 0.42),
-    sigma_8: tuple[float, float] = (0.6, 1.0),
-    m_nu: float = 0.0,
-) -> pd.DataFrame:
-    """A Latin hypercube over (Omega_m, sigma_8); A_s follows from sigma_8.
-
-    Examples
-    --------
-    >>> d = design_lhs(5, seed=1)
-    >>> len(d), bool(d.omega_m.between(0.18, 0.42).all())
-    (5, True)
-    """
-    from scipy.stats import qmc
-
-    if n < 1:
-        raise ValueError(f"a Latin hypercube needs n >= 1, got {n}")
-    unit = qmc.LatinHypercube(d=2, rng=np.random.default_rng(seed)).random(n)
-    lo = np.array([omega_m[0], sigma_8[0]])
-    hi = np.array([omega_m[1], sigma_8[1]])
-    points = qmc.scale(unit, lo, hi)
-    rows = [(m_nu, om, as_from_sigma8(om, s8, m_nu), s8) for om, s8 in np.round(points, 5).tolist()]
-    return pd.DataFrame(rows, columns=_DESIGN_COLUMNS)
-
-
-def design_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a design from a CSV with ``omega_m`` and ``sigma_8`` and/or ``A_s`` (10^9 A_s).
-
-    ``m_nu`` (eV) is optional (default 0). A missing sigma_8 or A_s is computed from the
-    other (see :func:`sigma8_from_as`).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> p = Path(tempfile.mkdtemp()) / "d.csv"
-    >>> _ = p.write_text("omega_m,sigma_8\\n0.3,0.8\\n")
-    >>> design_csv(p).columns.tolist()
-    ['m_nu', 'omega_m', 'A_s', 'sigma_8']
-    """
-    path = Path(path)
-    try:
-        table = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise ValueError(f"{path}: cannot read the design CSV ({err})") from err
-    table.columns = [c.strip() for c in table.columns]
-    if "omega_m" not in table or not ({"sigma_8", "A_s"} & set(table.columns)):
-        raise ValueError(
-            f"{path}: a design needs the column omega_m and sigma_8 and/or A_s "
-            f"(10^9 A_s); found {list(table.columns)}"
-        )
-    if "m_nu" not in table:
-        table["m_nu"] = 0.0
-    for col in ("sigma_8", "A_s"):
-        if col not in table:
-            table[col] = np.nan
-    values = table[["m_nu", "omega_m", "A_s", "sigma_8"]]
-    if values[["m_nu", "omega_m"]].isna().any().any() or (
-        values[["A_s", "sigma_8"]].isna().all(axis=1).any()
-    ):
-        raise ValueError(f"{path}: the design has missing values")
-    rows = []
-    for m, om, a_s, s8 in values.astype(float).itertuples(index=False):
-        if not 0.05 < om < 1.0:
-            raise ValueError(f"{path}: omega_m = {om} is outside (0.05, 1)")
-        if np.isnan(s8):
-            s8 = sigma8_from_as(om, a_s, m)
-        if np.isnan(a_s):
-            a_s = as_from_sigma8(om, s8, m)
-        rows.append((m, om, a_s, s8))
-    return pd.DataFrame(rows, columns=_DESIGN_COLUMNS)
-
-
-# --------------------------------------------------------------------------- layout
-
-
-def cosmology_dirname(m_nu: float, omega_m: float, A_s: float) -> str:
-    """MassiveNuS folder name of a cosmology.
-
-    Examples
-    --------
-    >>> cosmology_dirname(0.0, 0.3, 2.1)
-    'convergence_gal_mnv0.00000_om0.30000_As2.1000'
-    """
-    return f"convergence_gal_mnv{m_nu:.5f}_om{omega_m:.5f}_As{A_s:.4f}"
-
-
-def maps_dirname(z_s: float) -> str:
-    """MassiveNuS sub-folder of a source redshift (``Maps10`` for z_s = 1).
-
-    Examples
-    --------
-    >>> maps_dirname(1.0), maps_dirname(2.5)
-    ('Maps10', 'Maps25')
-    """
-    return f"Maps{round(z_s * 10):02d}"
-
-
-def map_filename(z_s: float, realization: int) -> str:
-    """MassiveNuS file name of one realization (numbered from 1).
-
-    Examples
-    --------
-    >>> map_filename(1.0, 7)
-    'WLconv_z1.00_0007r.fits'
-    """
-    return f"WLconv_z{z_s:.2f}_{realization:04d}r.fits"
-
-
-def write_parameters_file(path: str | os.PathLike[str], design: pd.DataFrame) -> Path:
-    """Write ``cosmological_parameters.txt`` (model, M_nu, Omega_m, 10^9 A_s, sigma_8).
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> p = write_parameters_file(Path(tempfile.mkdtemp()) / "c.txt", design_ten())
-    >>> np.loadtxt(p).shape
-    (10, 5)
-    """
-    lines = ["# model M_nu(eV) Omega_m 10^9A_s sigma_8"]
-    for i, row in enumerate(design[_DESIGN_COLUMNS].itertuples(index=False)):
-        lines.append(f"{i:d} {row.m_nu:.5f} {row.omega_m:.5f} {row.A_s:.5f} {row.sigma_8:.5f}")
-    text = "\n".join(lines) + "\n"
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
 # --------------------------------------------------------------------------- driver
 
 
@@ -685,10 +300,10 @@ def _check_or_write_settings(root: Path, settings: _Settings, design: pd.DataFra
                 f"{meta_path}: the tree was simulated with other settings {old}; "
                 f"refusing to mix them with {meta}"
             )
-    params_path = root / "cosmological_parameters.txt"
+    params_path = root / PARAMETERS_FILE
     if params_path.exists():
         old_design = np.atleast_2d(np.loadtxt(params_path))
-        new = design[_DESIGN_COLUMNS].to_numpy()
+        new = design[DESIGN_COLUMNS].to_numpy()
         if old_design.shape[0] != new.shape[0] or not np.allclose(
             old_design[:, 1:], new, atol=1e-5
         ):
@@ -713,7 +328,7 @@ def simulate_dataset(
     pad: int = 2,
     gaussian: bool = False,
     chunk_size: int = 32,
-) -> pd.DataFrame:
+) -> Path:
     """Simulate ``n_maps`` maps per cosmology into a MassiveNuS-style tree (resumable).
 
     Existing valid maps are kept; every file is written atomically, so an interrupted
@@ -725,8 +340,8 @@ def simulate_dataset(
         Output folder.
     design
         Table with ``m_nu``, ``omega_m``, ``A_s`` (10^9 A_s) and ``sigma_8`` (see
-        :func:`design_ten`, :func:`design_lhs`, :func:`design_csv`). sigma_8 sets the
-        normalisation.
+        :mod:`cosmology.cosmologies`: ``design_ten``, ``design_lhs``, ``design_csv``).
+        sigma_8 sets the normalisation.
     n_maps
         Realizations per cosmology (numbered 1..n_maps).
     n_pix, side_angle_deg, z_s
@@ -746,27 +361,25 @@ def simulate_dataset(
 
     Returns
     -------
-    pandas.DataFrame
-        The catalog of the tree (see :func:`cosmology.data.load_catalog`).
+    pathlib.Path
+        The root of the tree; :func:`cosmology.data.load_catalog` gives its catalog.
 
     Examples
     --------
     >>> import tempfile
     >>> d = pd.DataFrame(
     ...     [(0.0, 0.3, 2.1, 0.85)], columns=["m_nu", "omega_m", "A_s", "sigma_8"])
-    >>> cat = simulate_dataset(tempfile.mkdtemp(), d, n_maps=2, n_pix=32)
-    >>> len(cat)
-    2
+    >>> root = simulate_dataset(tempfile.mkdtemp(), d, n_maps=2, n_pix=32)
+    >>> sorted(p.name for p in root.rglob("*.fits"))
+    ['WLconv_z1.00_0001r.fits', 'WLconv_z1.00_0002r.fits']
     """
-    from cosmology.data import load_catalog
-
     root = Path(root)
     if n_maps < 1 or n_pix < 8:
         raise ValueError(f"need n_maps >= 1 and n_pix >= 8, got {n_maps}, {n_pix}")
-    missing = set(_DESIGN_COLUMNS) - set(design.columns)
+    missing = set(DESIGN_COLUMNS) - set(design.columns)
     if missing:
         raise ValueError(f"the design lacks the columns {sorted(missing)}")
-    design = design[_DESIGN_COLUMNS].reset_index(drop=True).astype(float)
+    design = design[DESIGN_COLUMNS].reset_index(drop=True).astype(float)
     settings = _Settings(
         n_maps=n_maps,
         n_pix=n_pix,
@@ -824,4 +437,4 @@ def simulate_dataset(
                     written, skipped = written + w, skipped + s
                     bar.update(futures[future])
     logger.info("simulated %d maps, kept %d existing ones, under %s", written, skipped, root)
-    return load_catalog(root)
+    return root

@@ -9,6 +9,7 @@ import pytest
 import torch
 from astropy.io import fits
 
+from cosmology.cosmologies import design_ten
 from cosmology.data import (
     ConvergenceMapDataset,
     block_average,
@@ -16,14 +17,8 @@ from cosmology.data import (
     npz_images,
     split_by_realization,
 )
-from cosmology.io import write_map
-from cosmology.simulate import (
-    ShapeNoise,
-    cosmology_dirname,
-    design_ten,
-    map_filename,
-    write_parameters_file,
-)
+from cosmology.io import cosmology_dirname, map_filename, write_map, write_parameters_file
+from cosmology.noise import ShapeNoise
 
 N_REAL = 6
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from cosmology.cosmologies import design_ten
 from cosmology.evaluate import METRIC_COLUMNS, bootstrap_rmse
-from cosmology.simulate import design_ten, simulate_dataset
+from cosmology.simulate import simulate_dataset
 from cosmology.student import TemplateChi2, check_predictions
 from cosmology.teacher import load_teacher, predict
 from shared.cli import _register_domains, app

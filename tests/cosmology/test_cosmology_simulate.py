@@ -10,19 +10,17 @@ import pytest
 import torch
 
 from cosmology import simulate as sim
-from cosmology.data import load_catalog
-from cosmology.io import read_map
-from cosmology.simulate import (
-    ShapeNoise,
+from cosmology.cosmologies import (
     convergence_cl,
     design_csv,
     design_lhs,
     design_ten,
-    lognormal_shift,
-    prepare_field,
     sigma8_from_as,
-    simulate_dataset,
 )
+from cosmology.data import load_catalog
+from cosmology.io import read_map
+from cosmology.noise import ShapeNoise, add_shape_noise, smooth_map
+from cosmology.simulate import lognormal_shift, prepare_field, simulate_dataset
 from cosmology.statistics import binned_theory, moments, peak_counts, power_spectrum
 
 N, SIDE = 256, 3.5
@@ -94,8 +92,8 @@ def test_shape_noise_and_smoothing_levels():
     pixel = SIDE * 60 / N
     assert noise.pixel_sigma(pixel) == pytest.approx(0.058, abs=0.001)
     rng = np.random.default_rng(0)
-    noisy = sim.add_shape_noise(np.zeros((N, N)), noise, pixel, rng)
-    smoothed = sim.smooth_map(noisy, 1.0, pixel)
+    noisy = add_shape_noise(np.zeros((N, N)), noise, pixel, rng)
+    smoothed = smooth_map(noisy, 1.0, pixel)
     expected = noise.sigma_e / np.sqrt(4 * np.pi * noise.n_gal * 1.0**2)
     assert smoothed.std() == pytest.approx(expected, rel=0.1)
 
@@ -127,7 +125,9 @@ def _small_design() -> pd.DataFrame:
 
 
 def test_simulate_tree_is_read_by_loader_and_resumes(tmp_path):
-    cat = simulate_dataset(tmp_path, _small_design(), n_maps=3, n_pix=32, seed=7)
+    root = simulate_dataset(tmp_path, _small_design(), n_maps=3, n_pix=32, seed=7)
+    assert root == tmp_path
+    cat = load_catalog(root)
     assert len(cat) == 6 and sorted(cat.realization.unique()) == [1, 2, 3]
     assert cat.sigma_8.tolist() == pytest.approx([0.85] * 3 + [0.75] * 3)
     kappa, angle, header = read_map(cat.file[0])
@@ -163,14 +163,18 @@ def test_interrupted_simulation_leaves_no_partial_file(tmp_path, monkeypatch):
         read_map(f)  # complete and valid
     monkeypatch.setattr(sim, "write_map", real)
     assert len(load_catalog(tmp_path)) == 2
-    assert len(simulate_dataset(tmp_path, _small_design(), n_maps=4, n_pix=16)) == 8
+    assert len(load_catalog(simulate_dataset(tmp_path, _small_design(), n_maps=4, n_pix=16))) == 8
 
 
 @pytest.mark.slow
 def test_workers_give_the_same_maps(tmp_path):
-    a = simulate_dataset(tmp_path / "a", _small_design(), n_maps=5, n_pix=32, workers=1)
-    b = simulate_dataset(
-        tmp_path / "b", _small_design(), n_maps=5, n_pix=32, workers=2, chunk_size=2
+    a = load_catalog(
+        simulate_dataset(tmp_path / "a", _small_design(), n_maps=5, n_pix=32, workers=1)
+    )
+    b = load_catalog(
+        simulate_dataset(
+            tmp_path / "b", _small_design(), n_maps=5, n_pix=32, workers=2, chunk_size=2
+        )
     )
     for fa, fb in zip(a.file, b.file, strict=True):
         np.testing.assert_array_equal(read_map(fa)[0], read_map(fb)[0])
@@ -178,6 +182,6 @@ def test_workers_give_the_same_maps(tmp_path):
 
 @pytest.mark.slow
 def test_ten_design_with_neutrinos(tmp_path):
-    cat = simulate_dataset(tmp_path, design_ten(), n_maps=1, n_pix=32, workers=2)
+    cat = load_catalog(simulate_dataset(tmp_path, design_ten(), n_maps=1, n_pix=32, workers=2))
     assert len(cat) == 10
     np.testing.assert_allclose(cat.sigma_8, design_ten().sigma_8)

@@ -10,7 +10,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cosmology.simulate import design_ten, simulate_dataset
+from cosmology.cosmologies import design_ten
+from cosmology.simulate import simulate_dataset
 from cosmology.sweep import make_task
 from shared.cli import _register_domains, app
 
