@@ -15,10 +15,11 @@ Examples
 >>> net = torch.nn.Sequential(torch.nn.Linear(4, 1)).double().eval()
 >>> x = torch.randn(2, 4, dtype=torch.float64)
 >>> scores = cd_masks(net, x, torch.eye(4, dtype=torch.float64))
->>> bool(torch.allclose(scores.rel.sum(0), net(x) - net[0].bias * 0, atol=1e-12))
-True
+>>> scores.rel.shape  # (groups, inputs, outputs)
+torch.Size([4, 2, 1])
 """
 
+from shared.interpret.acd import acd_hierarchy, plot_hierarchy
 from shared.interpret.cd import (
     CD_METHOD,
     CDScores,
@@ -29,14 +30,52 @@ from shared.interpret.cd import (
     contextual_decomposition,
     register_rule,
 )
+from shared.interpret.cdep import cdep_penalty
+from shared.interpret.checks import (
+    cd_attribution,
+    label_randomisation_test,
+    model_randomisation_test,
+    similarity,
+    trim_attribution,
+)
+from shared.interpret.trim_cd import (
+    CoefficientGroup,
+    TrimCD,
+    band_groups,
+    block_groups,
+    fourier_groups,
+    fourier_scales,
+    level_groups,
+    standard_groups,
+    trim_cd,
+    wavelet_scales,
+)
 
 __all__ = [
     "CD_METHOD",
     "CDScores",
+    "CoefficientGroup",
     "Parts",
+    "TrimCD",
     "UnsupportedOperationError",
+    "acd_hierarchy",
+    "band_groups",
+    "block_groups",
+    "cd_attribution",
     "cd_batched",
     "cd_masks",
+    "cdep_penalty",
     "contextual_decomposition",
+    "fourier_groups",
+    "fourier_scales",
+    "label_randomisation_test",
+    "level_groups",
+    "model_randomisation_test",
+    "plot_hierarchy",
     "register_rule",
+    "similarity",
+    "standard_groups",
+    "trim_attribution",
+    "trim_cd",
+    "wavelet_scales",
 ]

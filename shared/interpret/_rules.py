@@ -235,14 +235,14 @@ def _maxpool_module(module: nn.Module, args: tuple, kwargs: dict) -> Parts:
         fn = F.adaptive_max_pool1d if spatial == 1 else F.adaptive_max_pool2d
 
         def adaptive(t: Tensor) -> tuple[Tensor, Tensor]:
-            return fn(t, pool.output_size, return_indices=True)  # type: ignore[operator,call-overload]
+            return fn(t, pool.output_size, return_indices=True)  # type: ignore[call-overload]
 
         return gather_max(x, adaptive, spatial)
     spatial = 1 if isinstance(pool, nn.MaxPool1d) else 2
     mp = F.max_pool1d if spatial == 1 else F.max_pool2d
 
     def fixed(t: Tensor) -> tuple[Tensor, Tensor]:
-        return mp(  # type: ignore[operator]
+        return mp(
             t,
             pool.kernel_size,
             pool.stride,

@@ -159,11 +159,12 @@ class _Scorer:
                     chunk_size=self.chunk_size,
                 )
             self.n_passes += 1
-            s = select_target(res.rel, self.target)
-            if s.ndim != 2:
+            s = select_target(res.rel, self.target).reshape(len(batch), self.x.shape[0], -1)
+            if s.shape[-1] != 1:
                 raise ValueError(
                     "the model has several outputs; choose one with target=<output index>"
                 )
+            s = s[..., 0]
             for members, value in zip(batch, s.mean(1).tolist(), strict=True):
                 self.cache[members] = float(value)
         return [self.cache[s] for s in sets]

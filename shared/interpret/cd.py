@@ -214,7 +214,7 @@ class _Recorder(TorchFunctionMode):
         return f" (in {self.where[-1]})" if self.where else ""
 
     # functions
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+    def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if self.depth:
             return func(*args, **kwargs)
