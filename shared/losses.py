@@ -31,7 +31,6 @@ __all__ = [
     "PenaltyWeights",
     "check_finite_terms",
     "cmf_loss",
-    "flatten_coeffs",
     "highpass_sum_loss",
     "l1_attribution_loss",
     "l1_coeffs_loss",
@@ -40,25 +39,6 @@ __all__ = [
     "reconstruction_loss",
     "unit_norm_loss",
 ]
-
-
-def flatten_coeffs(coeffs: Sequence) -> list[Tensor]:
-    """Leaf tensors of a pywt-ordered coefficient list (2D detail triples unpacked).
-
-    Examples
-    --------
-    >>> import torch
-    >>> c = [torch.zeros(1, 1, 2, 2), (torch.ones(1, 1, 2, 2),) * 3]
-    >>> len(flatten_coeffs(c))
-    4
-    """
-    out: list[Tensor] = []
-    for c in coeffs:
-        if isinstance(c, (tuple, list)):
-            out.extend(c)
-        else:
-            out.append(c)
-    return out
 
 
 def _groups(coeffs: Sequence) -> list[list[Tensor]]:

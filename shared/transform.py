@@ -301,8 +301,6 @@ class _DWTBase(nn.Module):
         self.levels = int(levels)
         self.mode = mode
         self.check_finite = check_finite
-        # Input size per coefficient layout, so the inverse restores odd sizes.
-        self._sizes: dict[tuple, tuple[int, ...]] = {}
 
     @property
     def h0(self) -> Tensor:
@@ -404,10 +402,9 @@ class DWT1d(_DWTBase):
                 approx, detail = (approx @ mat.T).split([m, m], dim=-1)
                 details.append(detail)
             coeffs = [approx, *details[::-1]]
-        self._sizes[(coeffs[-1].shape[-1],)] = (n,)
         return [c.reshape(n_batch, channels, c.shape[-1]) for c in coeffs]
 
-    def inverse(self, coeffs: Sequence[Tensor], size: int | None = None) -> Tensor:
+    def inverse(self, coeffs: Sequence[Tensor], size: int | Sequence[int] | None = None) -> Tensor:
         """Reconstruct ``(N, C, L)`` from ``[cA_J, cD_J, ..., cD_1]``.
 
         Parameters
@@ -415,16 +412,16 @@ class DWT1d(_DWTBase):
         coeffs : sequence of Tensor
             Coefficients in pywt order; ``None`` for a detail band means zeros.
         size : int, optional
-            Length of the signal to return. By default the length of the last input of
-            the same coefficient layout passed to :meth:`forward` (so odd lengths come
-            back), else the even length pywt would return.
+            Length of the signal to return (also as a 1-sequence, e.g. ``x.shape[2:]``).
+            By default the even length pywt returns: coefficients of an odd-length
+            signal need ``size`` to come back at that length.
         """
         coeffs, approx = self._coefficient_list(coeffs, "(N, C, n)")
         details = [torch.zeros_like(approx) if d is None else d for d in coeffs[1:]]
         finest = details[-1].shape[-1]
-        n = size if size is not None else self._sizes.get((finest,), (None,))[0]
-        if n is None:
-            n = self._default_size(finest)
+        if size is not None and not isinstance(size, (int, np.integer)):
+            (size,) = tuple(size)
+        n = int(size) if size is not None else self._default_size(finest)
         sizes = [n] + [d.shape[-1] for d in details[::-1][:-1]]
         h0 = self._filter_for(approx)
         n_batch, channels = approx.shape[:2]
@@ -514,14 +511,13 @@ class DWT2d(_DWTBase):
                 )
             )
             approx = _cols_product(lo_h, t_lo, plan_h)
-        self._sizes[tuple(details[0][0].shape[-2:])] = (height, width)
 
         def shaped(c: Tensor) -> Tensor:
             return c.reshape(n_batch, channels, *c.shape[-2:])
 
         return [shaped(approx)] + [tuple(shaped(c) for c in band) for band in details[::-1]]
 
-    def inverse(self, coeffs: Sequence, size: tuple[int, int] | None = None) -> Tensor:
+    def inverse(self, coeffs: Sequence, size: Sequence[int] | None = None) -> Tensor:
         """Reconstruct ``(N, C, H, W)`` from ``[cA_J, (cH_J, cV_J, cD_J), ...]``.
 
         Parameters
@@ -529,8 +525,8 @@ class DWT2d(_DWTBase):
         coeffs : sequence
             Coefficients in pywt order; a band given as ``None`` means zeros.
         size : (int, int), optional
-            ``(H, W)`` to return; by default that of the last input with the same
-            coefficient layout passed to :meth:`forward`, else pywt's even size.
+            ``(H, W)`` to return (e.g. ``x.shape[-2:]``); by default pywt's even size:
+            coefficients of an image with an odd side need ``size`` to come back at it.
         """
         coeffs, approx = self._coefficient_list(coeffs, "(N, C, h, w)")
         n_batch, channels = approx.shape[:2]
@@ -542,10 +538,11 @@ class DWT2d(_DWTBase):
         ref = next((c for c in triples[-1] if c is not None), None)
         finest = tuple(ref.shape[-2:]) if ref is not None else None
         if size is None:
-            size = self._sizes.get(finest) if finest is not None else None
-        if size is None:
             fh, fw = finest if finest is not None else approx.shape[-2:]
             size = (self._default_size(fh), self._default_size(fw))
+        size = tuple(int(v) for v in size)
+        if len(size) != 2:
+            raise ValueError(f"size must be (H, W), got {size}")
         rows = [size[0]] + [self._band_shape(t, approx)[0] for t in triples[::-1][:-1]]
         cols = [size[1]] + [self._band_shape(t, approx)[1] for t in triples[::-1][:-1]]
         h0 = self._filter_for(approx)

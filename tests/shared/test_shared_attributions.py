@@ -13,7 +13,7 @@ from shared.attributions import (
     residual_of,
     trim_attributions,
 )
-from shared.losses import flatten_coeffs
+from shared.coeffs import flatten_coeffs
 
 
 class SmallCNN(torch.nn.Module):

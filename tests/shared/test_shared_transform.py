@@ -57,7 +57,7 @@ def test_1d_matches_pywt(name, mode):
             ref = pywt.wavedec(x, name, mode=mode, level=levels, axis=-1)
             assert [c.shape[-1] for c in coeffs] == [r.shape[-1] for r in ref]
             assert _max_err(coeffs, ref) < 1e-10, (n, levels)
-            rec = dwt.inverse(coeffs)
+            rec = dwt.inverse(coeffs, size=n)
             assert rec.shape == x.shape
             assert _max_err(rec, x) < 1e-10
             ref_rec = pywt.waverec(ref, name, mode=mode, axis=-1)[..., :n]
@@ -78,7 +78,7 @@ def test_2d_matches_pywt(name, mode, engine):
             assert _max_err(coeffs[0], ref[0]) < 1e-10
             for ours, theirs in zip(coeffs[1:], ref[1:], strict=True):
                 assert _max_err(list(ours), list(theirs)) < 1e-10, (shape, levels)
-            rec = dwt.inverse(coeffs)
+            rec = dwt.inverse(coeffs, size=shape)
             assert rec.shape == x.shape
             assert _max_err(rec, x) < 1e-10
 
@@ -100,11 +100,27 @@ def test_paper_setting_beyond_pywt_max_level():
 def test_perfect_reconstruction_long_signal(mode):
     x2 = torch.randn(2, 1, 203, 190, dtype=torch.float64)
     dwt2 = _f64("db4", 3, mode, DWT2d)
-    assert torch.allclose(dwt2.inverse(dwt2(x2)), x2, atol=1e-10)
+    assert torch.allclose(dwt2.inverse(dwt2(x2), size=x2.shape[-2:]), x2, atol=1e-10)
     """Long 1D signals use per-level products rather than one composed matrix."""
     x = torch.randn(3, 1, 1031, dtype=torch.float64)
     dwt = _f64("sym6", 5, mode, DWT1d)
-    assert torch.allclose(dwt.inverse(dwt(x)), x, atol=1e-10)
+    assert torch.allclose(dwt.inverse(dwt(x), size=x.shape[2:]), x, atol=1e-10)
+
+
+def test_inverse_is_stateless():
+    """The same coefficients reconstruct to the same size whatever the transform saw before."""
+    dwt = _f64("db4", 3, "zero", DWT1d)
+    coeffs = dwt(torch.randn(1, 1, 40, dtype=torch.float64))
+    fresh = dwt.inverse(coeffs).shape[-1]
+    dwt(torch.randn(1, 1, 39, dtype=torch.float64))  # an odd input with the same layout
+    assert dwt.inverse(coeffs).shape[-1] == fresh == 40
+    odd = dwt(torch.randn(1, 1, 39, dtype=torch.float64))
+    assert dwt.inverse(odd).shape[-1] == 40  # pywt's even length, as pywt.waverec gives
+    assert dwt.inverse(odd, size=39).shape[-1] == 39
+    dwt2 = _f64("db2", 2, "periodization", DWT2d)
+    c2 = dwt2(torch.randn(1, 1, 39, 40, dtype=torch.float64))
+    assert tuple(dwt2.inverse(c2).shape[-2:]) == (40, 40)
+    assert tuple(dwt2.inverse(c2, size=(39, 40)).shape[-2:]) == (39, 40)
 
 
 def _random_filter(length=8, seed=0):
