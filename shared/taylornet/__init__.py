@@ -23,9 +23,11 @@ The design:
   input group (:func:`group_main_effects`, :func:`group_interactions`).
 - ``contextual_decomposition(rel, irrel)`` on every module: the relevant part of a layer's
   output is its polynomial evaluated on ``rel`` alone without the bias; products' cross
-  terms (interactions) and the bias are irrelevant; the standardisation is split by
-  linearity with the scale of the full input frozen. ``rel + irrel`` equals the forward
-  output to rounding.
+  terms (interactions) and the bias are irrelevant (or, ``cd_bias="magnitude"``, the bias
+  is split by magnitude as ``shared.interpret`` does for other layers); the
+  standardisation is split by linearity with the scale of the full input frozen.
+  ``rel + irrel`` equals the forward output to rounding; ``shared.interpret``'s engine
+  calls these methods.
 - :class:`TaylorReferences`: per-class reference inputs at every level, learned with the
   network frozen; classification by the nearest reference embedding.
 
@@ -39,6 +41,7 @@ torch.Size([2, 10])
 """
 
 from shared.taylornet.net import (
+    BiasSplit,
     NormMode,
     QuadraticForm,
     Standardize,
@@ -58,6 +61,7 @@ from shared.taylornet.terms import (
 )
 
 __all__ = [
+    "BiasSplit",
     "NormMode",
     "QuadraticForm",
     "Standardize",

@@ -20,12 +20,21 @@ from torch import Tensor, nn
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped]
 
-__all__ = ["NormMode", "QuadraticForm", "Standardize", "TaylorLayer", "TaylorNet", "fit_taylornet"]
+__all__ = [
+    "BiasSplit",
+    "NormMode",
+    "QuadraticForm",
+    "Standardize",
+    "TaylorLayer",
+    "TaylorNet",
+    "fit_taylornet",
+]
 
 logger = logging.getLogger(__name__)
 
 QuadraticForm = Literal["lowrank", "full"]
 NormMode = Literal["layer", "position", "none"]
+BiasSplit = Literal["irrelevant", "magnitude"]
 
 # Expanding a low-rank order-k term into monomials builds a dense d**k tensor per output.
 _MAX_EXPANSION = 50_000_000
@@ -33,6 +42,19 @@ _MAX_EXPANSION = 50_000_000
 
 def _as_tuple(size: int | Sequence[int]) -> tuple[int, ...]:
     return (int(size),) if isinstance(size, int) else tuple(int(s) for s in size)
+
+
+def _magnitude_share(lin_rel: Tensor, lin_irrel: Tensor) -> Tensor:
+    """``|rel| / (|rel| + |irrel|)``; ties (both 0) go to irrel, or to rel in a sample whose
+    ``lin_irrel`` is 0 everywhere while ``lin_rel`` is not (``shared.interpret``'s rule)."""
+    a_rel = lin_rel.abs()
+    total = a_rel + lin_irrel.abs()
+    tie = total == 0
+    share = a_rel / torch.where(tie, torch.ones_like(total), total)
+    n = len(lin_rel)
+    to_rel = (lin_irrel == 0).reshape(n, -1).all(1) & (lin_rel != 0).reshape(n, -1).any(1)
+    to_rel = to_rel.view(n, *[1] * (lin_rel.ndim - 1))
+    return torch.where(tie & to_rel, torch.ones_like(share), share)
 
 
 def _contract(p: Tensor, w: Tensor) -> Tensor:
@@ -75,6 +97,10 @@ class TaylorLayer(nn.Module):
         Layer name in tables; default ``f"level{level}"``.
     input_symbol : str, default "x"
         Symbol of the input map in term names, e.g. ``x0[3]`` or ``h1.2[+0,+1]``.
+    cd_bias : {"irrelevant", "magnitude"}, default "irrelevant"
+        Where :meth:`contextual_decomposition` puts the bias: all to the irrelevant part, or
+        split in proportion to the magnitudes of the relevant and irrelevant terms (the
+        convention of ``shared.interpret`` for every other layer).
 
     Examples
     --------
@@ -101,6 +127,7 @@ class TaylorLayer(nn.Module):
         level: int = 1,
         name: str | None = None,
         input_symbol: str = "x",
+        cd_bias: BiasSplit = "irrelevant",
     ) -> None:
         super().__init__()
         self.spatial = _as_tuple(spatial)
@@ -117,6 +144,9 @@ class TaylorLayer(nn.Module):
             raise ValueError(f"order must be >= 1, got {order}")
         if quadratic not in ("lowrank", "full"):
             raise ValueError(f"quadratic must be 'lowrank' or 'full', got {quadratic!r}")
+        if cd_bias not in ("irrelevant", "magnitude"):
+            raise ValueError(f"cd_bias must be 'irrelevant' or 'magnitude', got {cd_bias!r}")
+        self.cd_bias = cd_bias
         self.in_channels, self.out_channels = in_channels, out_channels
         self.order, self.quadratic, self.shared = order, quadratic, shared
         self.level, self.name = level, name or f"level{level}"
@@ -205,11 +235,14 @@ class TaylorLayer(nn.Module):
     def contextual_decomposition(self, rel: Tensor, irrel: Tensor) -> tuple[Tensor, Tensor]:
         """Split the output into the part of ``rel`` alone and the rest (CD rule).
 
-        ``rel' = f(rel) - f(0)`` (every term evaluated on the relevant part alone) and
-        ``irrel' = f(rel + irrel) - rel'``: linear terms split by linearity; in a product
-        ``(a_rel + a_irr)(b_rel + b_irr)`` only ``a_rel b_rel`` is relevant, the cross terms
-        (interactions) and ``a_irr b_irr`` are irrelevant; the bias is irrelevant. Hence
-        ``rel' + irrel' = f(rel + irrel)`` exactly, and an empty ``rel`` gives ``rel' = 0``.
+        With ``f = b + g`` (``g`` every non-constant term), ``rel' = g(rel)`` (every term
+        evaluated on the relevant part alone) and ``irrel' = f(rel + irrel) - rel'``: linear
+        terms split by linearity; in a product ``(a_rel + a_irr)(b_rel + b_irr)`` only
+        ``a_rel b_rel`` is relevant, the cross terms (interactions) and ``a_irr b_irr`` are
+        irrelevant; the bias is irrelevant. With ``cd_bias="magnitude"`` the bias is instead
+        split in proportion to ``|g(rel)|`` and ``|g(rel + irrel) - g(rel)|``. Either way
+        ``rel' + irrel' = f(rel + irrel)`` to rounding, an empty ``rel`` gives ``rel' = 0``
+        exactly, and (magnitude) an empty ``irrel`` gives ``irrel' = 0`` exactly.
 
         Examples
         --------
@@ -220,8 +253,15 @@ class TaylorLayer(nn.Module):
         >>> bool(torch.allclose(r + i, layer(x), atol=1e-12))
         True
         """
-        rel_out = self._unblock(self.polynomial(self.blocks(rel), bias=False))
-        return rel_out, self(rel + irrel) - rel_out
+        rel_terms = self._unblock(self.polynomial(self.blocks(rel), bias=False))
+        if self.cd_bias == "irrelevant":
+            return rel_terms, self(rel + irrel) - rel_terms
+        p = self.blocks(rel + irrel)
+        # g(rel + irrel) - g(rel) is exactly 0 when irrel is, so the tie rules are exact.
+        rest = self._unblock(self.polynomial(p, bias=False)) - rel_terms
+        bias = self._unblock(self.bias.expand(len(p), self.n_positions, -1))
+        given = _magnitude_share(rel_terms, rest) * bias
+        return rel_terms + given, rest + (bias - given)
 
     # -- coefficients and names -------------------------------------------------------------
     def monomials(self, order: int) -> list[tuple[int, ...]]:
@@ -385,6 +425,8 @@ class TaylorNet(nn.Module):
         Standardisation after each level; with "none" the net is an exact polynomial.
     readout_order : int, default 2
         Order of the readout (shared coefficients, same ``quadratic`` and ``rank``).
+    cd_bias : {"irrelevant", "magnitude"}, default "irrelevant"
+        Bias convention of :meth:`contextual_decomposition` in every layer.
     pad : bool, default False
         Sizes not divisible by ``2**K`` are refused (ValueError) unless ``pad=True``, which
         zero-pads every spatial axis at its end to the next multiple of ``2**K``.
@@ -414,6 +456,7 @@ class TaylorNet(nn.Module):
         shared: bool = True,
         norm: NormMode = "layer",
         readout_order: int = 2,
+        cd_bias: BiasSplit = "irrelevant",
         pad: bool = False,
         eps: float = 1e-5,
     ) -> None:
@@ -453,6 +496,7 @@ class TaylorNet(nn.Module):
                     shared=shared,
                     level=k,
                     input_symbol="x" if k == 1 else f"h{k - 1}.",
+                    cd_bias=cd_bias,
                 )
             )
             self.norms.append(Standardize(norm, eps))
@@ -469,6 +513,7 @@ class TaylorNet(nn.Module):
             level=n_levels + 1,
             name="readout",
             input_symbol="x" if n_levels == 0 else f"h{n_levels}.",
+            cd_bias=cd_bias,
         )
 
     @property
@@ -516,6 +561,10 @@ class TaylorNet(nn.Module):
 
     def contextual_decomposition(self, rel: Tensor, irrel: Tensor) -> tuple[Tensor, Tensor]:
         """CD through the whole net: each layer's rule in turn; ``rel + irrel == net(x)``.
+
+        See :meth:`TaylorLayer.contextual_decomposition` (products, bias) and
+        :meth:`Standardize.contextual_decomposition` (centring split by linearity, scale of
+        the full input frozen). Differentiable, for CD-based penalties.
 
         Examples
         --------
@@ -587,7 +636,7 @@ def fit_taylornet(
     >>> x = torch.randn(64, 1, 4)
     >>> y = (x[:, 0, 0] * x[:, 0, 3] > 0).long()
     >>> net = TaylorNet(1, 4, n_outputs=2, channels=4)
-    >>> losses = fit_taylornet(net, x, y, epochs=30, lr=0.05)
+    >>> losses = fit_taylornet(net, x, y, epochs=10, lr=0.05)
     >>> losses[-1] < losses[0]
     True
     """

@@ -27,6 +27,15 @@ from shared.taylornet import (
 D64 = torch.float64
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny tensors: with 2 threads on a busy 2-core machine, spin-waiting dominates.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _fit_lbfgs(model, x, y, steps=200):
     opt = torch.optim.LBFGS(
         model.parameters(),
@@ -273,6 +282,21 @@ def test_cd_product_rule_hand_computed():
     assert (float(r), float(i)) == pytest.approx((6.0, 6.0), abs=1e-12)
 
 
+def test_cd_bias_split_by_magnitude_hand_computed():
+    layer = TaylorLayer(1, 1, spatial=2, order=1, cd_bias="magnitude").double()
+    with torch.no_grad():
+        layer.bias.fill_(4.0)
+        layer.linear.copy_(torch.tensor([[[1.0, 1.0]]]))
+    x_rel = torch.tensor([[[1.0, 0.0]], [[0.0, 0.0]], [[2.0, 0.0]]], dtype=D64)
+    x_irrel = torch.tensor([[[0.0, 3.0]], [[0.0, 0.0]], [[0.0, 0.0]]], dtype=D64)
+    with torch.no_grad():
+        r, i = layer.contextual_decomposition(x_rel, x_irrel)
+    # sample 0: terms 1 | 3, bias 4 split 1:3; sample 1: a tie, bias irrelevant;
+    # sample 2: nothing irrelevant, bias relevant
+    assert r.flatten().tolist() == [2.0, 0.0, 6.0]
+    assert i.flatten().tolist() == [6.0, 4.0, 0.0]
+
+
 def test_cd_standardisation_hand_computed():
     norm = Standardize("layer", eps=0.0).double()
     r, i = norm.contextual_decomposition(
@@ -290,6 +314,7 @@ def test_cd_standardisation_hand_computed():
         (12, {"quadratic": "full", "shared": False, "pad": True}),
         ((8, 8), {"norm": "position", "channels": 3}),
         ((4, 8), {"channels": [3, 3], "order": 3, "quadratic": "full", "readout_order": 3}),
+        ((8, 8), {"cd_bias": "magnitude", "shared": False}),
     ],
 )
 def test_cd_conserves_the_output(size, kwargs):
@@ -306,6 +331,10 @@ def test_cd_conserves_the_output(size, kwargs):
     empty_rel, rest = net.contextual_decomposition(torch.zeros_like(x), x)
     assert empty_rel.abs().max() == 0
     torch.testing.assert_close(rest, net(x), atol=1e-10, rtol=0)
+    if kwargs.get("cd_bias") == "magnitude":
+        everything, nothing = net.contextual_decomposition(x, torch.zeros_like(x))
+        assert nothing.abs().max() == 0
+        torch.testing.assert_close(everything, net(x), atol=1e-10, rtol=0)
 
 
 def test_cd_without_biases_or_norm_gives_everything_to_rel():
@@ -314,6 +343,25 @@ def test_cd_without_biases_or_norm_gives_everything_to_rel():
     rel, irrel = net.contextual_decomposition(x, torch.zeros_like(x))
     assert irrel.abs().max() < 1e-12
     torch.testing.assert_close(rel, net(x))
+
+
+@pytest.mark.parametrize("cd_bias", ["irrelevant", "magnitude"])
+def test_cd_engine_uses_the_taylornet_rules(cd_bias):
+    interpret = pytest.importorskip("shared.interpret")
+    net = TaylorNet(1, (4, 4), n_outputs=2, channels=3, order=3, cd_bias=cd_bias)
+    net = net.double().eval()
+    for p in net.parameters():
+        if p.dim() == 2:
+            torch.nn.init.normal_(p)
+    model = torch.nn.Sequential(net, torch.nn.ReLU(), torch.nn.Linear(2, 1)).double().eval()
+    x = torch.randn(3, 1, 4, 4, dtype=D64)
+    mask = (torch.rand_like(x) < 0.5).to(D64)
+    with torch.no_grad():
+        rel, irrel = interpret.contextual_decomposition(net, mask * x, (1 - mask) * x)
+        own = net.contextual_decomposition(mask * x, (1 - mask) * x)
+        torch.testing.assert_close((rel, irrel), own)
+        rel, irrel = interpret.contextual_decomposition(model, mask * x, (1 - mask) * x)
+        assert (rel + irrel - model(x)).abs().max() < 1e-10
 
 
 def test_cd_is_differentiable():
