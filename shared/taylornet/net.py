@@ -160,11 +160,13 @@ class TaylorLayer(nn.Module):
 
         self.bias = nn.Parameter(torch.zeros(n_p, o))
         self.linear = nn.Parameter(torch.randn(n_p, o, d) / math.sqrt(d))
-        ia, ib = torch.triu_indices(d, d)
+        full = order >= 2 and quadratic == "full"
+        # Index pairs a <= b of the monomials p_a p_b, only where a full form needs them.
+        ia, ib = torch.triu_indices(d, d) if full else torch.zeros(2, 0, dtype=torch.long)
         self.register_buffer("_ia", ia, persistent=False)
         self.register_buffer("_ib", ib, persistent=False)
         self.quad: nn.Parameter | None = None
-        if order >= 2 and quadratic == "full":
+        if full:
             self.quad = nn.Parameter(0.5 * torch.randn(n_p, o, ia.numel()) / math.sqrt(ia.numel()))
         # Low-rank orders: factors (P', k, R, d) and mixing weights (P', O, R), one per order.
         self.lowrank_orders = [k for k in range(2, order + 1) if k > 2 or quadratic == "lowrank"]
@@ -274,6 +276,16 @@ class TaylorLayer(nn.Module):
         Returns ``(P', out, n_monomials)``, ``P' = 1`` when shared; low-rank terms are
         expanded: a monomial's coefficient is the symmetrised tensor summed over the distinct
         orderings of its indices.
+
+        Examples
+        --------
+        >>> import torch
+        >>> layer = TaylorLayer(1, 1, spatial=2, rank=1)
+        >>> with torch.no_grad():  # (p0 + p1)(p0 - p1) = p0^2 - p1^2
+        ...     _ = layer.factors[0].copy_(torch.tensor([[[[1.0, 1.0]], [[1.0, -1.0]]]]))
+        ...     _ = layer.mixing[0].fill_(1.0)
+        >>> layer.monomials(2), layer.coefficients(2).flatten().tolist()
+        ([(0, 0), (0, 1), (1, 1)], [1.0, 0.0, -1.0])
         """
         if order == 0:
             return self.bias.detach()[..., None]
@@ -548,7 +560,15 @@ class TaylorNet(nn.Module):
         return out
 
     def embed(self, x: Tensor, level: int) -> Tensor:
-        """The map at ``level`` (0 = padded input, ``K + 1`` = output), computing no further."""
+        """The map at ``level`` (0 = padded input, ``K + 1`` = output), computing no further.
+
+        Examples
+        --------
+        >>> import torch
+        >>> net = TaylorNet(2, 16, n_outputs=1, channels=[4, 6])
+        >>> net.embed(torch.randn(3, 2, 16), 2).shape
+        torch.Size([3, 6, 4])
+        """
         if not 0 <= level <= self.n_levels + 1:
             raise ValueError(f"level must be in 0..{self.n_levels + 1}, got {level}")
         h = self.pad_input(x)

@@ -166,7 +166,7 @@ class TaylorReferences:
         return self._refs[self._check(level)].cpu().numpy()
 
     def reference_embeddings(self, level: int) -> np.ndarray:
-        """The level's embeddings of its references, ``(n_classes, C_k, *S_k)`` flattened."""
+        """The level's embeddings of its references, flattened: ``(n_classes, C_k * prod(S_k))``."""
         return self._ref_emb[self._check(level)].cpu().numpy()
 
     def similarity(self, x: Tensor, level: int | None = None) -> Tensor:

@@ -241,7 +241,8 @@ def group_main_effects(
         ``expand_shared=True`` or :func:`local_taylor_table`).
     groups : mapping or sequence
         Input feature index (as in ``input_index``) -> group name, e.g. the wavelet scale of
-        each coefficient.
+        each coefficient. For a 1D input laid out as pywt's ``[cA_J, cD_J, ..., cD_1]``
+        (one channel): ``[name for name, c in zip(names, coeffs) for _ in range(c.shape[-1])]``.
     level, output : int, optional
         Keep only this level / output (the rows must come from one level).
     absolute : bool, default True
@@ -345,8 +346,10 @@ def local_taylor_table(
     coefficients are averaged over the rows of ``x`` (default: the origin). Inputs are named
     ``x{c}[pos]`` with flat indices into the unpadded ``(C, *S)`` input, so the group
     helpers give the main effects and pairwise interactions of input groups on the output.
-    With ``norm="none"`` and degree <= 2 this is the net's exact polynomial. Costs a Hessian
-    per point: ``O(C * prod(S))`` backward passes.
+    With ``norm="none"`` and degree <= 2 this is the net's exact polynomial. With a
+    standardisation the net is a rational function and the origin a poor point (its level
+    maps have no spread): expand around data instead. Costs a Hessian per point,
+    ``O(C * prod(S))`` backward passes.
 
     Examples
     --------
