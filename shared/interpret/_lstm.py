@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from shared.interpret._rules import Parts, UnsupportedOperationError, split_offset
+from shared.interpret._rules import Parts, UnsupportedOperationError, exact_zero, split_offset
 
 __all__ = ["lstm_rule"]
 
@@ -27,7 +27,11 @@ __all__ = ["lstm_rule"]
 def _three(a: Tensor, b: Tensor, c: Tensor, act: Callable[[Tensor], Tensor]):
     """Shapley split of ``act(a + b + c)`` over a and b, c first: (a part, b part, act(c))."""
     ac, bc, abc, c0 = act(a + c), act(b + c), act(a + b + c), act(c)
-    return 0.5 * ((ac - c0) + (abc - bc)), 0.5 * ((bc - c0) + (abc - ac)), c0
+    return (
+        exact_zero(a, 0.5 * ((ac - c0) + (abc - bc))),
+        exact_zero(b, 0.5 * ((bc - c0) + (abc - ac))),
+        c0,
+    )
 
 
 def _initial(hx: Any, layers: int, n: int, hidden: int, like: Tensor) -> tuple[Parts, Parts]:
@@ -72,8 +76,8 @@ def _layer(
         cell = split_offset(lin_rel, lin_irrel, i_bias * g_bias)
         c_rel, c_irrel = cell.rel, cell.irrel
         t_rel, t_irrel, t_sum = torch.tanh(c_rel), torch.tanh(c_irrel), torch.tanh(c_rel + c_irrel)
-        h_rel = gate_o * 0.5 * (t_rel + (t_sum - t_irrel))
-        h_irrel = gate_o * 0.5 * (t_irrel + (t_sum - t_rel))
+        h_rel = gate_o * exact_zero(c_rel, 0.5 * (t_rel + (t_sum - t_irrel)))
+        h_irrel = gate_o * exact_zero(c_irrel, 0.5 * (t_irrel + (t_sum - t_rel)))
         out_rel.append(h_rel)
         out_irrel.append(h_irrel)
     outputs = Parts(torch.stack(out_rel, 1), torch.stack(out_irrel, 1))

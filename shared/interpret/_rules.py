@@ -40,10 +40,9 @@ def split_offset(lin_rel: Tensor, lin_irrel: Tensor, offset: Tensor | float) -> 
     """Add a constant ``offset`` to the linear parts, split in proportion to their sizes.
 
     ``rel = lin_rel + w * offset`` and ``irrel = lin_irrel + (1 - w) * offset`` with
-    ``w = |lin_rel| / (|lin_rel| + |lin_irrel|)``. Where both linear parts are exactly 0 (a
-    tie), ``w = 0`` (the offset is irrelevant), except in a sample (index along dim 0) whose
-    ``lin_irrel`` is zero everywhere while ``lin_rel`` is not: there ``w = 1``. So an empty
-    relevant part stays exactly 0 and an empty irrelevant part stays exactly 0.
+    ``w = |lin_rel| / (|lin_rel| + |lin_irrel|)``; where both linear parts are exactly 0 (a
+    tie) ``w = 0``: the offset is irrelevant. A share of exactly 0 or 1 leaves the other part
+    untouched, so an empty relevant part stays exactly empty.
 
     Examples
     --------
@@ -62,22 +61,9 @@ def split_offset(lin_rel: Tensor, lin_irrel: Tensor, offset: Tensor | float) -> 
     total = lin_irrel.abs() + a_rel
     if needs_grad:
         # A safe denominator: 0/0 would poison the gradient even where it is masked out.
-        tie = total == 0
-        share = a_rel / torch.where(tie, torch.ones_like(total), total)
+        share = a_rel / torch.where(total == 0, torch.ones_like(total), total)
     else:
-        share = a_rel.div_(total)  # NaN exactly at the ties
-        tie = share.isnan()
-    any_tie = bool(tie.any())
-    if any_tie and not needs_grad:
-        share = share.masked_fill_(tie, 0.0)
-    if lin_rel.ndim > 0 and any_tie:
-        n = lin_rel.shape[0]
-        irrel_empty = (lin_irrel == 0).reshape(n, -1).all(1)
-        rel_empty = (lin_rel == 0).reshape(n, -1).all(1)
-        to_rel = (irrel_empty & ~rel_empty).view(n, *[1] * (lin_rel.ndim - 1))
-        share = torch.where(tie & to_rel, torch.ones_like(share), share)
-    # rel gets share * offset and irrel the remainder, so a share of exactly 0 or 1 leaves
-    # the other part untouched (an empty part stays exactly zero).
+        share = a_rel.div_(total).nan_to_num_(nan=0.0)  # 0/0 at the ties
     given = share * offset_t
     return Parts(lin_rel + given, lin_irrel + (offset_t - given))
 
@@ -148,12 +134,22 @@ def relu_rule(x: Parts, act: Callable[[Tensor], Tensor] = F.relu) -> Parts:
     return Parts(rel, act(x.rel + x.irrel) - rel)
 
 
+def exact_zero(part: Tensor, contribution: Tensor) -> Tensor:
+    """``contribution`` set to exactly 0 where ``part`` is exactly 0.
+
+    A Shapley term such as ``f(a + c) - f(c)`` is 0 for ``a = 0`` in exact arithmetic, but
+    vectorised ``tanh``/``sigmoid`` kernels may round the same value differently at
+    different memory positions; this keeps empty parts exactly empty.
+    """
+    return torch.where(part == 0, torch.zeros_like(contribution), contribution)
+
+
 def shapley_rule(x: Parts, act: Callable[[Tensor], Tensor]) -> Parts:
     """Two-part Shapley split of ``act(rel + irrel)``; ``act(0)`` is split as an offset."""
     zero = act(torch.zeros((), dtype=x.rel.dtype, device=x.rel.device))
     a, b, ab = act(x.rel), act(x.irrel), act(x.rel + x.irrel)
-    lin_rel = 0.5 * ((a - zero) + (ab - b))
-    lin_irrel = 0.5 * ((b - zero) + (ab - a))
+    lin_rel = exact_zero(x.rel, 0.5 * ((a - zero) + (ab - b)))
+    lin_irrel = exact_zero(x.irrel, 0.5 * ((b - zero) + (ab - a)))
     return split_offset(lin_rel, lin_irrel, zero)
 
 
@@ -333,7 +329,7 @@ def _concatenate(func: Any, args: tuple, kwargs: dict) -> Any:
             f"{_name(func)} of decomposed and constant tensors (a constant block is an offset "
             "with no rule)"
         )
-    return _separable(func, args, kwargs)
+    return Parts(func(*pick(args, 0), **kwargs), func(*pick(args, 1), **kwargs))
 
 
 def _one_linear_operand(func: Any, args: tuple, kwargs: dict) -> Any:

@@ -33,13 +33,15 @@ Rules (per step)
 Bias convention (one for every additive constant)
     A constant ``b`` added to linear parts ``B_rel``, ``B_irrel`` is split in proportion to
     their magnitudes, ``rel' = B_rel + b |B_rel| / (|B_rel| + |B_irrel|)`` and
-    ``irrel' = B_irrel + b |B_irrel| / (|B_rel| + |B_irrel|)``. Where both are exactly 0
-    the whole constant goes to the irrelevant part, except in a sample whose ``B_irrel`` is
-    zero everywhere while ``B_rel`` is not, where it goes to the relevant part. Hence
-    ``rel + irrel`` equals the model output (to rounding; 1e-10 in float64), an empty group
-    scores exactly 0, and a full group scores exactly the output with ``irrel = 0``. (acd
-    adds 1e-20 to both magnitudes and so gives half of the bias to an empty group at ties;
-    the CDEP code drops the bias there and breaks conservation.)
+    ``irrel' = B_irrel + b |B_irrel| / (|B_rel| + |B_irrel|)``; where both are exactly 0
+    (a tie) the whole constant goes to the irrelevant part. Hence ``rel + irrel`` equals
+    the model output (to rounding; 1e-10 in float64) and an empty group scores exactly 0.
+    Whole inputs: an input row whose irrelevant part is zero everywhere (a full group) gets
+    the whole output as relevant and ``irrel = 0`` exactly, also where every unit of some
+    layer is dead for it and the layer's bias would otherwise be a tie; a row whose relevant
+    part is zero everywhere gets ``rel = 0``. (This needs the output's first dimension to be
+    the batch.) acd adds 1e-20 to both magnitudes and so gives half of the bias to an empty
+    group at ties; the CDEP code drops the bias there and breaks conservation.
 
 Custom modules
     A module defining ``contextual_decomposition(self, rel, irrel) -> (rel, irrel)`` is
@@ -257,13 +259,13 @@ class _Recorder(TorchFunctionMode):
         (enc_args, enc_kwargs), tracked = self.encode((args, kwargs))
         if whole and tracked:
             self.depth += 1
-        elif tracked and _unsupported_torch_layer(module):
+        self.where.append(f"{name} ({type(module).__name__})")
+        self.pending.append((module, enc_args, enc_kwargs, whole and tracked))
+        if tracked and not whole and _unsupported_torch_layer(module):
             raise UnsupportedOperationError(
                 f"no contextual-decomposition rule for the layer {type(module).__name__} "
                 f"at '{name}'"
             )
-        self.where.append(f"{name} ({type(module).__name__})")
-        self.pending.append((module, enc_args, enc_kwargs, whole and tracked))
 
     def post_hook(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         _, enc_args, enc_kwargs, whole = self.pending.pop()
@@ -424,7 +426,7 @@ class _Engine:
         _check_parts(rel, irrel)
         if callable(getattr(self.model, CD_METHOD, None)):
             out_rel, out_irrel = getattr(self.model, CD_METHOD)(rel, irrel)
-            return Parts(out_rel, out_irrel)
+            return _settle_whole_rows(rel, irrel, Parts(out_rel, out_irrel))
         key = (tuple(rel.shape), rel.dtype, rel.device)
         tape = self.tapes.get(key)
         fresh = tape is None
@@ -434,7 +436,29 @@ class _Engine:
         if fresh and self.check:
             assert tape.driver_output is not None
             _check_conservation(parts, tape.driver_output)
+        return _settle_whole_rows(rel, irrel, parts)
+
+
+def _empty_rows(t: Tensor) -> Tensor:
+    return (t == 0).reshape(t.shape[0], -1).all(1)
+
+
+def _settle_whole_rows(rel: Tensor, irrel: Tensor, parts: Parts) -> Parts:
+    """Rows with an empty input part: the output goes wholly to the other part."""
+    if rel.ndim == 0 or parts.rel.ndim == 0 or parts.rel.shape[0] != rel.shape[0]:
         return parts
+    rel_empty = _empty_rows(rel)
+    only_rel = _empty_rows(irrel) & ~rel_empty
+    if not bool(only_rel.any() or rel_empty.any()):
+        return parts
+    shape = (-1,) + (1,) * (parts.rel.ndim - 1)
+    only_rel, rel_empty = only_rel.view(shape), rel_empty.view(shape)
+    total = parts.rel + parts.irrel
+    zero = torch.zeros_like(total)
+    return Parts(
+        torch.where(only_rel, total, torch.where(rel_empty, zero, parts.rel)),
+        torch.where(only_rel, zero, torch.where(rel_empty, total, parts.irrel)),
+    )
 
 
 def contextual_decomposition(
