@@ -356,12 +356,20 @@ class TrimCD:
         return select_target(self.rel, target)
 
     def summary(self, target: int | None = None) -> list[dict[str, Any]]:
-        """JSON-able mean and standard deviation over inputs of every group's score."""
+        """JSON-able mean and standard deviation over inputs of every group's score.
+
+        Numbers for a single output (or ``target``), lists over the outputs otherwise.
+        """
         s = self.scores(target).detach().double().cpu()
         s = s.reshape(s.shape[0], s.shape[1], -1)
-        sd = s.std(1) if s.shape[1] > 1 else torch.zeros_like(s[:, 0])
+        mean = s.mean(1)
+        sd = s.std(1) if s.shape[1] > 1 else torch.zeros_like(mean)
+
+        def plain(row: Tensor) -> float | list[float]:
+            return float(row[0]) if row.numel() == 1 else row.tolist()
+
         return [
-            {"name": n, **i, "mean": s[g].mean(0).tolist(), "sd": sd[g].tolist()}
+            {"name": n, **i, "mean": plain(mean[g]), "sd": plain(sd[g])}
             for g, (n, i) in enumerate(zip(self.names, self.info, strict=True))
         ]
 
