@@ -589,7 +589,8 @@ def cd_masks(
     x : Tensor
         Inputs ``(N, ...)``.
     masks : Tensor
-        ``(G, ...)``, each mask broadcastable to one input ``x[0]`` (values in [0, 1]).
+        ``(G, ...)``: ``G`` masks, each broadcastable to one input ``x[0]`` (aligned on
+        the trailing dimensions; values in [0, 1]).
     chunk_size : int, optional
         Rows (group x input pairs) per forward pass.
     check : bool, default True
@@ -613,6 +614,15 @@ def cd_masks(
     (torch.Size([2, 3, 1]), True)
     """
     masks = masks.to(device=x.device, dtype=x.dtype)
+    if masks.ndim > x.ndim:
+        raise ValueError(f"masks {tuple(masks.shape)} have more dimensions than G + x[0]")
+    # Align each mask with the trailing dimensions of an input (broadcasting).
+    aligned = masks.reshape(masks.shape[0], *[1] * (x.ndim - masks.ndim), *masks.shape[1:])
     return cd_batched(
-        model, x, lambda xs, g, s: masks[g] * xs, masks.shape[0], chunk_size=chunk_size, check=check
+        model,
+        x,
+        lambda xs, g, s: aligned[g] * xs,
+        masks.shape[0],
+        chunk_size=chunk_size,
+        check=check,
     )

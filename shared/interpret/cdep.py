@@ -52,8 +52,8 @@ def cdep_penalty(
     x : Tensor
         The input batch ``(N, ...)``.
     groups : Tensor or sequence of CoefficientGroup
-        Without ``transform``: input masks ``(G, ...)`` (or one mask), each broadcastable to
-        ``x[0]``. With ``transform``: coefficient groups, e.g.
+        Without ``transform``: input masks ``(G, *x.shape[1:])``, or one mask of lower rank
+        broadcastable to ``x[0]``. With ``transform``: coefficient groups, e.g.
         :func:`~shared.interpret.trim_cd.fourier_groups` or ``level_groups``.
     transform : object, optional
         A linear transform (``forward``/``inverse``) in whose domain the groups live.
@@ -86,6 +86,7 @@ def cdep_penalty(
     if transform is None:
         if not isinstance(groups, Tensor):
             raise ValueError("without a transform, groups must be a tensor of input masks")
+        # A mask of lower rank than a batch of them is one mask.
         masks = groups if groups.ndim == x.ndim else groups.unsqueeze(0)
         rel, irrel = cd_masks(model, x, masks, chunk_size=chunk_size)
     else:
