@@ -177,6 +177,15 @@ def _grad_of(model: Callable, leaves: list[Tensor], target, create_graph: bool) 
     ]
 
 
+def _gauss_legendre(n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes on [0, 1] and weights of the integrated-gradients path (captum's default rule).
+
+    One definition, so the gradient cache integrates at exactly the same points.
+    """
+    nodes, weights = np.polynomial.legendre.leggauss(n_steps)
+    return (nodes + 1.0) / 2.0, weights / 2.0
+
+
 def _integrated_gradients(
     model: Callable,
     leaves: list[Tensor],
@@ -187,9 +196,7 @@ def _integrated_gradients(
     internal_batch_size: int | None,
 ) -> list[Tensor]:
     """Gauss-Legendre integrated gradients (captum's default rule), all steps batched."""
-    nodes, weights = np.polynomial.legendre.leggauss(n_steps)
-    alphas = (nodes + 1.0) / 2.0
-    step_weights = weights / 2.0
+    alphas, step_weights = _gauss_legendre(n_steps)
     n_batch = leaves[0].shape[0]
     chunk = internal_batch_size or n_steps * n_batch
     steps_per_chunk = max(1, chunk // n_batch)

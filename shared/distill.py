@@ -9,6 +9,13 @@ which the data are sparse (Recoskie & Mann's sparse wavelet learning).
 The loop is mini-batch, seeded (the shuffle of epoch ``e`` depends only on the seed and
 ``e``), optionally early-stopped on validation data, and checkpointed every epoch so an
 interrupted run resumes where it stopped and ends where an uninterrupted run ends.
+
+The attribution penalty takes one of two paths (``DistillConfig.attribution_path``):
+autograd through the teacher with a double backward (exact for any teacher), or the
+transform of the teacher's input gradients, computed once per sample in a
+:class:`~shared.gradient_cache.GradientCache` (a step then costs a few transforms, whatever
+the teacher). By default the cached path is taken wherever it equals the exact one: a
+piecewise-linear teacher, an adjoint mode, saliency or input x gradient.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -31,6 +39,15 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from shared.attributions import trim_attributions
+from shared.gradient_cache import (
+    ATTRIBUTION_PATHS,
+    AttributionPlan,
+    GradientCache,
+    GradientSource,
+    as_gradient_cache,
+    attributions_from_gradients,
+    plan_attributions,
+)
 from shared.losses import AWDLoss, PenaltyWeights, check_finite_terms, flatten_coeffs
 from shared.runs import atomic_write, write_json
 from shared.transform import DWT1d, DWT2d
@@ -45,7 +62,20 @@ _CHECKPOINT = "checkpoint"
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """Optimisation settings of :func:`distill` (also what a checkpoint must agree with)."""
+    """Optimisation settings of :func:`distill` (also what a checkpoint must agree with).
+
+    ``attribution_path`` chooses how the attribution penalty is computed:
+
+    - ``"auto"`` (default): from cached teacher input gradients wherever that equals the
+      exact path, i.e. a teacher made only of piecewise-linear layers (see
+      :func:`~shared.gradient_cache.piecewise_linear`), the ``zero`` or (sizes divisible
+      by ``2**levels``) ``periodization`` mode, and saliency or input x gradient; the
+      exact path elsewhere.
+    - ``"exact"``: always autograd through the teacher (double backward).
+    - ``"cached"``: always the cached gradients, also for smooth teachers (LSTM, tanh...)
+      and integrated gradients, where it is an approximation; the measured deviation is
+      in :mod:`shared.gradient_cache`. Refused in modes that are not adjoint.
+    """
 
     epochs: int = 50
     batch_size: int = 100
@@ -55,6 +85,7 @@ class DistillConfig:
     patience: int | None = None
     normalize: bool = False
     seed: int = 0
+    attribution_path: str = "auto"
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -67,6 +98,11 @@ class DistillConfig:
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
+        if self.attribution_path not in ATTRIBUTION_PATHS:
+            raise ValueError(
+                f"attribution_path must be one of {', '.join(ATTRIBUTION_PATHS)}, "
+                f"got {self.attribution_path!r}"
+            )
 
 
 # -- data ----------------------------------------------------------------------------------
@@ -86,7 +122,10 @@ def _first(item) -> Tensor:
     return item
 
 
-def _batches(data, batch_size: int, seed: int, epoch: int, shuffle: bool) -> Iterable[Tensor]:
+def _indexed_batches(
+    data, batch_size: int, seed: int, epoch: int, shuffle: bool
+) -> Iterable[tuple[Tensor | None, Tensor]]:
+    """(sample indices, batch); the indices are None for a DataLoader."""
     if isinstance(data, (Tensor, np.ndarray)):
         data = _as_tensor(data)
         n = data.shape[0]
@@ -96,10 +135,16 @@ def _batches(data, batch_size: int, seed: int, epoch: int, shuffle: bool) -> Ite
         else:
             order = torch.arange(n)
         for start in range(0, n, batch_size):
-            yield data[order[start : start + batch_size]]
+            index = order[start : start + batch_size]
+            yield index, data[index]
     else:
         for item in data:
-            yield _first(item)
+            yield None, _first(item)
+
+
+def _batches(data, batch_size: int, seed: int, epoch: int, shuffle: bool) -> Iterable[Tensor]:
+    for _, batch in _indexed_batches(data, batch_size, seed, epoch, shuffle):
+        yield batch
 
 
 def _to_float(x: Tensor, device) -> Tensor:
@@ -169,11 +214,19 @@ def _terms(
     target,
     method: str,
     train: bool,
+    source: GradientSource | None = None,
+    index: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     coeffs = transform(x)
     x_rec = transform.inverse(coeffs)
     attributions = None
-    if teacher is not None and loss.weights.l1_attr > 0:
+    if teacher is not None and loss.weights.l1_attr > 0 and source is not None:
+        # No teacher pass: the transform of the cached input gradient (see DistillConfig).
+        grads = source.for_batch(index, x)
+        attributions = attributions_from_gradients(
+            transform, coeffs, grads, method, several=source.several
+        )
+    elif teacher is not None and loss.weights.l1_attr > 0:
         attributions = trim_attributions(
             teacher,
             transform,
@@ -187,14 +240,18 @@ def _terms(
     return loss(transform.wavelet.h0, x, x_rec, coeffs, attributions)
 
 
-def _evaluate(transform, loss, data, teacher, target, method, batch_size) -> dict[str, float]:
+def _evaluate(
+    transform, loss, data, teacher, target, method, batch_size, source=None
+) -> dict[str, float]:
     sums: dict[str, float] = {}
     count = 0
     grad_ctx = torch.enable_grad() if teacher is not None else torch.no_grad()
     with grad_ctx:
-        for xb in _batches(data, batch_size, 0, 0, shuffle=False):
+        for index, xb in _indexed_batches(data, batch_size, 0, 0, shuffle=False):
             xb = _to_float(xb, transform.wavelet.h0.device)
-            total, terms = _terms(transform, loss, xb, teacher, target, method, train=False)
+            total, terms = _terms(
+                transform, loss, xb, teacher, target, method, False, source, index
+            )
             n = xb.shape[0]
             count += n
             for k, v in {"total": total, **terms}.items():
@@ -251,8 +308,13 @@ def _restore_optimizer(optimizer, tensors: dict[str, Tensor], saved: dict) -> No
 
 
 def _fingerprint(config: DistillConfig, weights: PenaltyWeights, transform, target) -> dict:
+    settings = asdict(config) | {"epochs": None}
+    if settings["attribution_path"] == "auto":
+        # "auto" only takes the cached path where it equals the exact one, so it does not
+        # change what a checkpoint means (and checkpoints from before the setting resume).
+        del settings["attribution_path"]
     return {
-        "config": asdict(config) | {"epochs": None},
+        "config": settings,
         "weights": weights.to_dict(),
         "kind": type(transform).__name__,
         "levels": transform.levels,
@@ -260,6 +322,68 @@ def _fingerprint(config: DistillConfig, weights: PenaltyWeights, transform, targ
         "filter_length": len(transform.wavelet),
         "target": target if isinstance(target, (int, list)) else str(target),
     }
+
+
+@dataclass
+class _Attributions:
+    """The attribution path of a call, and where its gradients come from."""
+
+    plan: AttributionPlan | None = None
+    source: GradientSource | None = None
+    val_source: GradientSource | None = None
+    seconds: float = 0.0
+
+    def record(self, first: bool) -> dict[str, Any]:
+        """What an epoch's history record says about the path."""
+        if self.plan is None:
+            return {}
+        if self.source is None:
+            return {"attribution_path": "exact"}
+        path = "cached" if self.source.kind == "cache" else "cached_per_batch"
+        return {"attribution_path": path} | (
+            {"gradient_cache_seconds": self.seconds} if first else {}
+        )
+
+
+def _attribution_setup(
+    config: DistillConfig,
+    weights: PenaltyWeights,
+    teacher: nn.Module | None,
+    transform,
+    data,
+    val_data,
+    target,
+    device: torch.device,
+    gradient_cache,
+    needed: bool = True,
+) -> _Attributions:
+    """The attribution path, and where its gradients come from (train, validation)."""
+    if teacher is None or weights.l1_attr <= 0 or not needed:
+        return _Attributions()
+    sample = _as_tensor(data) if isinstance(data, (Tensor, np.ndarray)) else None
+    plan = plan_attributions(
+        config.attribution_path,
+        teacher,
+        transform.mode,
+        transform.levels,
+        config.attr_method,
+        sample_shape=tuple(sample.shape[1:]) if sample is not None else None,
+        probe=_to_float(sample[:1], device) if sample is not None else None,
+        target=target,
+    )
+    logger.info("attributions: the %s path (%s)", plan.path, plan.reason)
+    if plan.path != "cached":
+        return _Attributions(plan)
+    cache = as_gradient_cache(gradient_cache)
+    tic = time.perf_counter()
+    options = {"batch_size": config.batch_size, "device": device}
+    source = cache.source(teacher, data, target, config.attr_method, name="train", **options)
+    val_source = None
+    if val_data is not None:
+        val_source = cache.source(
+            teacher, val_data, target, config.attr_method, name="val", **options
+        )
+    return _Attributions(plan, source, val_source, time.perf_counter() - tic)
 
 
 # -- the loop ---------------------------------------------------------------------------------
@@ -279,7 +403,8 @@ def distill(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool | None = None,
-) -> tuple[DWT1d | DWT2d, list[dict[str, float]]]:
+    gradient_cache: GradientCache | str | os.PathLike | None = None,
+) -> tuple[DWT1d | DWT2d, list[dict[str, Any]]]:
     """Train a wavelet transform on the AWD objective.
 
     Parameters
@@ -312,6 +437,15 @@ def distill(
         Continue from the checkpoint in ``checkpoint_dir`` if one exists.
     progress : bool, optional
         Show a progress bar; default only on a terminal.
+    gradient_cache : GradientCache, folder or None
+        Where the teacher's input gradients of the cached attribution path live (see
+        ``DistillConfig.attribution_path``): a :class:`~shared.gradient_cache.GradientCache`
+        or a folder for one. Every point of a lambda x gamma grid of one run may pass the
+        same folder (the gradients do not depend on the filter; the entries ``train`` and
+        ``val`` are built once, under a file lock, and memory-mapped read-only by the
+        others). A folder holding gradients of another teacher, data, target or method is
+        refused (:class:`~shared.gradient_cache.StaleCacheError`). Default: an in-memory
+        cache for this call.
 
     Returns
     -------
@@ -319,7 +453,11 @@ def distill(
         The trained transform (the best epoch's filter under early stopping).
     history : list of dict
         Per epoch: ``epoch``, ``seconds``, ``train_<term>`` and ``val_<term>`` for
-        ``total`` and every unweighted term.
+        ``total`` and every unweighted term. With attributions, also
+        ``attribution_path``: ``"exact"``, ``"cached"`` or ``"cached_per_batch"`` (a
+        DataLoader, whose gradients are taken per batch: a teacher forward and backward,
+        no double backward); the first epoch of a call on the cached path also has
+        ``gradient_cache_seconds``, the time to build or open the cache.
 
     Examples
     --------
@@ -353,7 +491,7 @@ def distill(
         optimizer = torch.optim.SGD(params, lr=config.lr)
     fingerprint = _fingerprint(config, weights, transform, target)
 
-    history: list[dict[str, float]] = []
+    history: list[dict[str, Any]] = []
     start_epoch = 0
     best = {"value": math.inf, "epoch": -1, "h0": transform.wavelet.h0.detach().clone()}
     bad_epochs = 0
@@ -386,15 +524,36 @@ def distill(
     )
     already_stopped = config.patience is not None and bad_epochs >= config.patience
     with _FrozenTeacher(teacher):
+        attrs = _attribution_setup(
+            config,
+            weights,
+            teacher,
+            transform,
+            data,
+            val_data,
+            target,
+            device,
+            gradient_cache,
+            needed=not already_stopped,
+        )
         for epoch in [] if already_stopped else bar:
             tic = time.perf_counter()
             sums: dict[str, float] = {}
             seen = 0
-            for i, xb in enumerate(_batches(data, config.batch_size, config.seed, epoch, True)):
+            batches = _indexed_batches(data, config.batch_size, config.seed, epoch, True)
+            for i, (index, xb) in enumerate(batches):
                 xb = _to_float(xb, device)
                 optimizer.zero_grad(set_to_none=True)
                 total, terms = _terms(
-                    transform, loss, xb, teacher, target, config.attr_method, train=True
+                    transform,
+                    loss,
+                    xb,
+                    teacher,
+                    target,
+                    config.attr_method,
+                    True,
+                    attrs.source,
+                    index,
                 )
                 check_finite_terms({**terms, "total": total}, f"at epoch {epoch}, batch {i}")
                 total.backward()
@@ -404,7 +563,8 @@ def distill(
                     sums[k] = sums.get(k, 0.0) + float(v.detach()) * xb.shape[0]
             if seen == 0:
                 raise ValueError("the training data are empty")
-            record: dict[str, float] = {"epoch": epoch}
+            record: dict[str, Any] = {"epoch": epoch}
+            record.update(attrs.record(first=epoch == start_epoch))
             record.update({f"train_{k}": v / seen for k, v in sums.items()})
             if val_data is not None:
                 val = _evaluate(
@@ -415,6 +575,7 @@ def distill(
                     target,
                     config.attr_method,
                     config.batch_size,
+                    attrs.val_source,
                 )
                 record.update({f"val_{k}": v for k, v in val.items()})
             record["seconds"] = time.perf_counter() - tic
