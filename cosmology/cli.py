@@ -1,4 +1,8 @@
-"""``awd cosmology``: simulate, train-teacher, distill, evaluate, report."""
+"""``awd cosmology``: simulate, train-teacher, distill, evaluate, report, predict.
+
+Every step after ``simulate`` works on one run directory (``--run RUN``, the contract of
+:class:`shared.runs.RunDir`); errors are one line ``error: ...`` with exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,20 @@ from pathlib import Path
 
 import typer
 
+from shared.commands import (
+    CONFIG_OPTION,
+    RUN_OPTION,
+    SET_OPTION,
+    Domain,
+    fail,
+    user_errors,
+)
+
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
-    help="Weak-lensing convergence maps -> (Omega_m, sigma_8): data, simulation, statistics.",
+    help="Weak-lensing convergence maps -> (Omega_m, sigma_8): simulate, train the CNN "
+    "teacher, distil wavelets, evaluate students, report, predict.",
 )
 
 logger = logging.getLogger(__name__)
@@ -56,111 +70,117 @@ def simulate(
     else:
         path = Path(design)
         if not path.is_file():
-            raise typer.BadParameter(f"'ten', 'lhs' or an existing CSV file, got {design}")
+            fail(f"--design: 'ten', 'lhs' or an existing CSV file, got {design}")
         table = design_csv(path)
-    root = simulate_dataset(
-        out,
-        table,
-        n_maps=n_maps,
-        n_pix=size,
-        side_angle_deg=side_angle,
-        z_s=z_s,
-        noise=ShapeNoise(sigma_e=sigma_e, n_gal=n_gal) if noise else None,
-        smoothing_arcmin=smoothing or None,
-        seed=seed,
-        workers=workers,
-        gaussian=gaussian,
-    )
-    catalog = load_catalog(root)
+    with user_errors():
+        root = simulate_dataset(
+            out,
+            table,
+            n_maps=n_maps,
+            n_pix=size,
+            side_angle_deg=side_angle,
+            z_s=z_s,
+            noise=ShapeNoise(sigma_e=sigma_e, n_gal=n_gal) if noise else None,
+            smoothing_arcmin=smoothing or None,
+            seed=seed,
+            workers=workers,
+            gaussian=gaussian,
+        )
+        catalog = load_catalog(root)
     typer.echo(
         f"{len(catalog)} maps of {size}x{size} px over {catalog.cosmology.nunique()} "
         f"cosmologies under {out}"
     )
 
 
-_RUN = typer.Option(..., "--run", help="Run directory (created by train-teacher).")
-_SET = typer.Option(
-    None, "--set", help="Override a setting, e.g. --set teacher.epochs=5 (repeatable)."
-)
-
-
-def _fail(err: Exception) -> None:
-    typer.echo(f"error: {err}", err=True)
-    raise typer.Exit(code=2)
-
-
 @app.command("train-teacher")
 def train_teacher_cmd(
-    run: Path = _RUN,
-    data: Path | None = typer.Option(None, help="Dataset root (sets data.root)."),
-    config: Path | None = typer.Option(None, help="YAML config (see cosmology/configs)."),
-    overrides: list[str] | None = _SET,
+    run: Path = RUN_OPTION,
+    data: Path | None = typer.Option(None, help="The maps: a folder or an .npz (new runs)."),
+    config: Path | None = CONFIG_OPTION,
+    overrides: list[str] | None = SET_OPTION,
     resume: bool = typer.Option(False, help="Continue from the teacher checkpoint."),
 ) -> None:
-    """Train the CNN teacher on the run's dataset (standardised Omega_m and sigma_8)."""
-    from cosmology.pipeline import run_train_teacher, start_run
+    """Start a run on the maps and train its CNN teacher (standardised Omega_m, sigma_8)."""
+    from cosmology.pipeline import check_step_overrides, run_train_teacher, start_run
 
-    sets = list(overrides or [])
-    if data is not None:
-        sets.append(f"data.root={data}")
-    try:
-        cfg = start_run(run, config, sets)
-        summary = run_train_teacher(run, cfg, resume=resume)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
+    with user_errors():
+        check_step_overrides(overrides or [], "teacher")
+        run_dir, cfg = start_run(run, data, config, overrides or [])
+        summary = run_train_teacher(run_dir, cfg, resume=resume)
     typer.echo(
         f"teacher ({summary['arch']}, {summary['parameters']} parameters) trained for "
-        f"{summary['epochs_run']} epochs; best validation loss {summary['best_val_loss']:.4f}"
+        f"{summary['epochs_run']} epochs; best validation loss {summary['best_val_loss']:.4f} "
+        f"(standardised units) -> {run / 'teacher'}"
     )
 
 
 @app.command("distill")
 def distill_cmd(
-    run: Path = _RUN,
-    overrides: list[str] | None = _SET,
-    resume: bool = typer.Option(False, help="Continue interrupted grid points."),
+    run: Path = RUN_OPTION,
+    overrides: list[str] | None = SET_OPTION,
+    workers: int = typer.Option(1, min=1, help="Parallel chains (processes)."),
 ) -> None:
-    """Distil the lambda x gamma grid of wavelets from the run's frozen teacher (TRIM)."""
-    from cosmology.pipeline import load_run_config, run_distill
+    """Distil the lambda x gamma grid of wavelets from the run's frozen teacher (TRIM).
 
-    try:
-        cfg = load_run_config(run, list(overrides or []))
-        records = run_distill(run, cfg, resume=resume)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
-    typer.echo(f"{len(records)} wavelets distilled under {run / 'distill'}")
+    Finished points are kept: rerunning the command resumes an interrupted grid.
+    """
+    from cosmology.pipeline import open_run, run_distill
+    from shared.sweep import Engine
+
+    with user_errors():
+        run_dir, cfg = open_run(run, overrides or [], "distill")
+        records = run_distill(
+            run_dir, cfg, engine=Engine(workers=workers), overrides=overrides or []
+        )
+    typer.echo(f"{len(records)} wavelets distilled -> {run / 'distill'}")
 
 
 @app.command("evaluate")
-def evaluate_cmd(
-    run: Path = _RUN,
-    overrides: list[str] | None = _SET,
-) -> None:
-    """Fit the students and baselines, select on validation, score on test (metrics.csv)."""
+def evaluate_cmd(run: Path = RUN_OPTION, overrides: list[str] | None = SET_OPTION) -> None:
+    """Fit the students and baselines, select on validation, score on test, save them."""
     from cosmology.evaluate import run_evaluate
-    from cosmology.pipeline import load_run_config
+    from cosmology.pipeline import open_run
 
-    try:
-        cfg = load_run_config(run, list(overrides or []))
-        metrics = run_evaluate(run, cfg)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
-    typer.echo(f"{len(metrics)} rows written to {run / 'evaluate' / 'metrics.csv'}")
+    with user_errors():
+        run_dir, cfg = open_run(run, overrides or [], "evaluate")
+        metrics = run_evaluate(run_dir, cfg)
+    typer.echo(f"{metrics.method.nunique()} methods scored -> {run / 'evaluate' / 'metrics.csv'}")
+    typer.echo(f"students saved -> {run / 'students'}")
 
 
 @app.command("report")
 def report_cmd(
-    run: Path = _RUN,
+    run: Path = RUN_OPTION,
     out: Path | None = typer.Option(None, help="Output folder (default RUN/report)."),
 ) -> None:
     """Write the self-contained HTML report and its PNG figures from saved results."""
     from cosmology.report import write_report
 
-    try:
+    with user_errors():
         path = write_report(run, out)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
-    typer.echo(f"report written to {path}")
+    typer.echo(f"report -> {path}")
+
+
+@app.command("predict")
+def predict_cmd(
+    maps: list[Path] = typer.Argument(..., help="FITS maps, folders of them, or .npz stacks."),
+    run: Path = RUN_OPTION,
+    out: Path = typer.Option(..., help="The predictions CSV to write."),
+    method: str | None = typer.Option(
+        None, help="A saved student (default: the AWD student selected on validation)."
+    ),
+    side_angle: float | None = typer.Option(
+        None, help="Side angle in degrees, for maps whose files carry none."
+    ),
+) -> None:
+    """Estimate (Omega_m, sigma_8) of new maps with a run's saved student."""
+    from cosmology.predict import predict_files
+
+    with user_errors():
+        table = predict_files(run, maps, out, method, side_angle)
+    used = table["student"].iloc[0] if len(table) else method
+    typer.echo(f"{len(table)} maps predicted with {used} -> {out}")
 
 
 # Sizes of ``run_demo``: (cosmology rows of the ten, maps each, pixels, teacher epochs,
@@ -176,7 +196,8 @@ def run_demo(out: Path, quick: bool = False) -> dict:
 
     Simulates noisy, smoothed convergence maps of a few of the ten AWD cosmologies, trains
     the small CNN teacher briefly, distils a small lambda x gamma grid, evaluates every
-    student and baseline (selection on validation, RMSE on test) and writes the report.
+    student and baseline (selection on validation, RMSE on test), saves them and writes
+    the report: ``out/run`` is a complete run directory that ``predict`` accepts.
 
     Parameters
     ----------
@@ -214,7 +235,7 @@ def run_demo(out: Path, quick: bool = False) -> dict:
         "quick" if quick else "full"
     ]
     logger.info("[demo] cosmology: simulating %d x %d maps of %d^2", len(rows), n_maps, n_pix)
-    simulate_dataset(
+    root = simulate_dataset(
         out / "sim",
         design_ten(include_neutrinos=False).iloc[rows],
         n_maps=n_maps,
@@ -223,9 +244,7 @@ def run_demo(out: Path, quick: bool = False) -> dict:
         smoothing_arcmin=1.0,
         seed=0,
     )
-    run = out / "run"
     sets = [
-        f"data.root={out / 'sim'}",
         f"teacher.epochs={t_epochs}",
         "teacher.batch_size=32",
         "teacher.lr=0.003",
@@ -233,9 +252,9 @@ def run_demo(out: Path, quick: bool = False) -> dict:
         f"distill.lambdas={lambdas}",
         f"distill.gammas={gammas}",
         f"distill.levels={3 if n_pix >= 64 else 2}",
-        f"distill.epochs={d_epochs}",
-        "distill.lr=0.01",
-        "distill.batch_size=50",
+        f"distill.train.epochs={d_epochs}",
+        "distill.train.lr=0.01",
+        "distill.train.batch_size=50",
         "distill.n_maps=300",
         "distill.n_val_maps=40",
         "student.coverages=[0.95,0.99]",
@@ -246,16 +265,16 @@ def run_demo(out: Path, quick: bool = False) -> dict:
         "evaluate.n_attr_maps=8",
         "evaluate.timing_maps=32",
     ]
-    cfg = start_run(run, None, sets)
-    splits = load_splits(cfg)
+    run, cfg = start_run(out / "run", root, None, sets)
+    splits = load_splits(run.data_path, cfg)
     logger.info("[demo] cosmology: teacher")
     run_train_teacher(run, cfg, splits=splits)
     logger.info("[demo] cosmology: distillation")
     run_distill(run, cfg, splits=splits)
     logger.info("[demo] cosmology: students and baselines")
     run_evaluate(run, cfg, splits=splits)
-    report = write_report(run)
-    metrics = read_metrics(run / "evaluate" / "metrics.csv")
+    report = write_report(run.root)
+    metrics = read_metrics(run.root / "evaluate" / "metrics.csv")
     return {
         "report": str(report),
         "table": metrics_markdown(metrics).rstrip("\n"),
@@ -323,9 +342,9 @@ def make_figures(results: Path, out: Path, report) -> None:
             out,
             "cosmology_results",
             index="method",
-            columns="parameter",
-            values="rmse",
-            sd="rmse_sd",
+            columns="target",
+            values="value",
+            sd="sd",
         ),
     )
     hist = run / "peak_histograms.csv"
@@ -334,3 +353,14 @@ def make_figures(results: Path, out: Path, report) -> None:
     )
     grid = run / "validation_grid.csv"
     report.build("cosmology λ×γ heatmap", [grid], lambda: _grid_heatmap(grid, out))
+
+
+#: The cosmology domain, offered to ``awd`` through the ``awd.domains`` entry point.
+DOMAIN = Domain(
+    name="cosmology",
+    app=app,
+    run_demo=run_demo,
+    make_figures=make_figures,
+    sweep_task="cosmology.sweep:make_task",
+    loggers=("cosmology",),
+)

@@ -5,13 +5,20 @@ the histogram range) and predictor settings (the ridge penalty) are chosen on th
 validation split only, by the mean over parameters of RMSE / (training SD); the chosen
 setting is refitted on the training split and scored once on the test split: RMSE per
 parameter with a bootstrap SD, and the end-to-end prediction time per map (features from
-the raw map plus the predictor), beside the teacher's forward pass.
+the raw map plus the predictor, :func:`shared.evaluation.seconds_per_item`), beside the
+teacher's forward pass.
+
+The evaluation is a sequence of named steps: :func:`select_on_validation` ->
+:func:`refit_and_score` (every chosen method becomes a saved :class:`MapStudent` under
+``RUN/students/``; its test predictions come from that student) -> :func:`time_methods` ->
+:func:`interpret` -> :func:`write_evaluation`.
 
 Method names (``metrics.csv``): the paper's chi-square template classifier with
 per-cosmology covariance carries the bare name (``awd``, ``awd_gamma0``, ``db5``,
 ``raw_peaks``, ``laplace``, ``roberts``, ``power_spectrum``, ``power_peaks``,
 ``pixel_quantiles``, ``minkowski``); ``<name>_pooled`` is the same with one pooled
 covariance and ``<name>_ridge`` a ridge regression on the same features;
+``awd_l1*``, ``awd_gamma0_l1*`` and ``db5_l1*`` read the wavelet l1-norm;
 ``awd_multiscale_ridge`` and ``awd_multiscale_xgboost`` are the continuous students on
 multi-scale peak histograms of the learned coefficients; ``teacher`` and ``trivial``
 (the training mean) close the table.
@@ -20,10 +27,9 @@ multi-scale peak histograms of the learned coefficients; ``teacher`` and ``trivi
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +37,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cosmology.config import RunConfig, check_run_dir
-from cosmology.pipeline import load_splits, read_grid, teacher_path, transform_path
+from cosmology.config import RunConfig
+from cosmology.pipeline import Splits, load_splits, teacher_path
 from cosmology.student import (
     ConcatFeatures,
+    MapStudent,
     MinkowskiFeatures,
     MultiscalePeakFeatures,
     PeakFilterFeatures,
@@ -43,47 +50,61 @@ from cosmology.student import (
     TemplateChi2,
     WaveletL1Features,
     band_names,
-    check_predictions,
     laplace_kernel,
     make_regressor,
     raw_kernel,
     roberts_cross,
     wavelet_kernels,
 )
-from cosmology.teacher import build_teacher, count_parameters, load_teacher, predict
+from cosmology.teacher import build_teacher, load_teacher, predict
 from shared import DWT2d
 from shared.attributions import FourierBands2d, trim_attributions
-from shared.losses import flatten_coeffs
-from shared.runs import atomic_write, load_transform, write_json
+from shared.coeffs import flatten_coeffs, unflatten_coeffs
+from shared.evaluation import (
+    COMPARISON_COLUMNS,
+    METRICS_COLUMNS,
+    bootstrap_draws,
+    bootstrap_sd,
+    mean_scaled_rmse,
+    n_parameters,
+    paired_difference,
+    read_metrics,
+    rmse,
+    seconds_per_item,
+    select_best,
+    write_table,
+)
+from shared.runs import RunDir, atomic_write, fingerprint, load_transform, write_json
+from shared.students import save_student
+from shared.sweep import read_grid
 
-__all__ = ["METRIC_COLUMNS", "bootstrap_rmse", "metrics_markdown", "run_evaluate"]
+__all__ = [
+    "METRICS_COLUMNS",
+    "PARAMETERS",
+    "interpret",
+    "metrics_markdown",
+    "read_metrics",
+    "refit_and_score",
+    "run_evaluate",
+    "select_on_validation",
+    "time_methods",
+    "write_evaluation",
+]
 
 logger = logging.getLogger(__name__)
 
-METRIC_COLUMNS = ["method", "parameter", "rmse", "rmse_sd", "n_test", "predict_seconds_per_map"]
 PARAMETERS = ("omega_m", "sigma_8")
-
-
-def bootstrap_rmse(
-    y: np.ndarray, pred: np.ndarray, n_boot: int = 1000, seed: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
-    """RMSE per column and the SD of its bootstrap distribution over the maps.
-
-    Examples
-    --------
-    >>> y = np.zeros((100, 2)); p = np.ones((100, 2))
-    >>> rmse, sd = bootstrap_rmse(y, p, 200)
-    >>> rmse.tolist(), sd.tolist()
-    ([1.0, 1.0], [0.0, 0.0])
-    """
-    err2 = (np.asarray(pred, dtype=np.float64) - np.asarray(y, dtype=np.float64)) ** 2
-    rmse = np.sqrt(err2.mean(0))
-    rng = np.random.default_rng(seed)
-    boots = np.empty((n_boot, err2.shape[1]))
-    for start in range(0, n_boot, 100):
-        idx = rng.integers(0, len(err2), size=(min(100, n_boot - start), len(err2)))
-        boots[start : start + idx.shape[0]] = np.sqrt(err2[idx].mean(1))
-    return rmse, boots.std(0, ddof=1) if n_boot > 1 else np.zeros_like(rmse)
+#: The order of the table's first rows; every other method follows in selection order.
+ORDER = (
+    "awd",
+    "awd_pooled",
+    "awd_ridge",
+    "awd_multiscale_ridge",
+    "awd_multiscale_xgboost",
+    "awd_gamma0",
+    "awd_gamma0_pooled",
+    "awd_gamma0_ridge",
+)
 
 
 @dataclass
@@ -96,7 +117,9 @@ class _Candidate:
 
 
 @dataclass
-class _Choice:
+class Choice:
+    """A method chosen on validation: its features, predictor factory and training data."""
+
     method: str
     family: str
     setting: dict[str, Any]
@@ -108,8 +131,38 @@ class _Choice:
     ytr: Any = None
 
 
-def _score(pred: np.ndarray, y: np.ndarray, scale: np.ndarray) -> float:
-    return float(np.mean(np.sqrt(((pred - y) ** 2).mean(0)) / scale))
+@dataclass
+class Context:
+    """What every step of an evaluation reads: settings, data, teacher, wavelets."""
+
+    cfg: RunConfig
+    splits: Splits
+    teacher: torch.nn.Module
+    grid: list[dict]
+    transforms: dict[str, Any]
+    scale: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        scale = self.splits.targets["train"].std(0)
+        self.scale = np.where(scale > 0, scale, 1.0)
+
+    def maps(self, split: str) -> torch.Tensor:
+        return self.splits.maps[split]
+
+    def targets(self, split: str) -> np.ndarray:
+        return self.splits.targets[split]
+
+
+@dataclass
+class Scored:
+    """A method scored on test: its student (``None`` for the teacher) and predictions."""
+
+    method: str
+    pred: np.ndarray
+    student: MapStudent | None
+    n_parameters: int
+    seconds: float = float("nan")
+    choice: Choice | None = None
 
 
 def _predictors(cfg: RunConfig) -> list[tuple[str, str, Callable[[], Any]]]:
@@ -135,21 +188,21 @@ def _fit_predict(model_factory, Xtr, ytr, Xva) -> tuple[Any, np.ndarray] | None:
     return model, pred
 
 
-def _candidates(cfg: RunConfig, grid: list[dict], transforms: dict, side: float) -> list:
+def _peak_candidates(cfg: RunConfig, grid: list[dict], transforms: dict, side: float) -> list:
     s = cfg.student
     out: list[_Candidate] = []
-    awd_points = [p for p in grid if p["gamma"] > 0]
-    zero_points = [p for p in grid if p["gamma"] == 0]
+    awd_points = [p for p in grid if p["l1_attr"] > 0]
+    zero_points = [p for p in grid if p["l1_attr"] == 0]
     for c in s.coverages:
         for fam, points in (("awd", awd_points), ("awd_gamma0", zero_points)):
             for p in points:
-                k = wavelet_kernels(transforms[p["name"]])
+                k = wavelet_kernels(transforms[p["point"]])
                 out.append(
                     _Candidate(
                         fam,
-                        {"wavelet": p["name"], "coverage": c},
+                        {"wavelet": p["point"], "coverage": c},
                         lambda k=k, c=c: PeakFilterFeatures(k, n_bins=s.n_bins, coverage=c),
-                        key=f"{fam}/{p['name']}",
+                        key=f"{fam}/{p['point']}",
                     )
                 )
         db5 = wavelet_kernels(DWT2d(cfg.distill.wavelet, levels=1))
@@ -184,15 +237,22 @@ def _candidates(cfg: RunConfig, grid: list[dict], transforms: dict, side: float)
                 ),
             )
         )
+    return out
+
+
+def _candidates(cfg: RunConfig, grid: list[dict], transforms: dict, side: float) -> list:
+    s = cfg.student
+    out = _peak_candidates(cfg, grid, transforms, side)
     # The wavelet l1-norm of every grid point and of db5, through the same predictors.
-    l1_sets = (("awd_l1", awd_points), ("awd_gamma0_l1", zero_points))
-    for fam, points in l1_sets:
+    awd_points = [p for p in grid if p["l1_attr"] > 0]
+    zero_points = [p for p in grid if p["l1_attr"] == 0]
+    for fam, points in (("awd_l1", awd_points), ("awd_gamma0_l1", zero_points)):
         for p in points:
             out.append(
                 _Candidate(
                     fam,
-                    {"wavelet": p["name"]},
-                    lambda t=transforms[p["name"]]: WaveletL1Features(t, s.l1_bins, s.l1_coverage),
+                    {"wavelet": p["point"]},
+                    lambda t=transforms[p["point"]]: WaveletL1Features(t, s.l1_bins, s.l1_coverage),
                 )
             )
     db5_2d = DWT2d(cfg.distill.wavelet, levels=cfg.distill.levels, mode=cfg.distill.mode)
@@ -213,39 +273,230 @@ def _candidates(cfg: RunConfig, grid: list[dict], transforms: dict, side: float)
     return out
 
 
-def _time_per_map(fn: Callable[[], Any], n_maps: int, repeats: int = 3) -> float:
-    best = np.inf
-    for _ in range(repeats):
-        tic = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - tic)
-    return best / n_maps
+# --------------------------------------------------------------------------- step 1: select
 
 
-def metrics_markdown(metrics: pd.DataFrame, header: str = "") -> str:
-    """The metrics table as Markdown (one row per method, both parameters side by side).
+def _candidate_features(cand: _Candidate, ctx: Context, values_cache: dict, sub_rng) -> tuple:
+    """Fitted features and the training / validation matrices and targets of a candidate."""
+    xtr, xva = ctx.maps("train"), ctx.maps("val")
+    ytr, yva = ctx.targets("train"), ctx.targets("val")
+    feats = cand.build()
+    ctr, cva = xtr, xva
+    if cand.max_train and cand.max_train < len(xtr):
+        itr = np.sort(sub_rng.choice(len(xtr), cand.max_train, replace=False))
+        iva = np.sort(sub_rng.choice(len(xva), min(len(xva), cand.max_train // 2), replace=False))
+        ctr, cva = xtr[torch.as_tensor(itr)], xva[torch.as_tensor(iva)]
+        cand.setting = {**cand.setting, "train_maps": int(cand.max_train)}
+        ytr, yva = ytr[itr], yva[iva]
+    if cand.key is not None:
+        # Peak values do not depend on the histogram range: compute them once per key.
+        if cand.key not in values_cache:
+            values_cache[cand.key] = (feats.values(xtr), feats.values(xva))
+        (vtr, wtr), (vva, wva) = values_cache[cand.key]
+        feats.fit(values=vtr)
+        Xtr, Xva = feats.histogram(vtr, wtr, len(xtr)), feats.histogram(vva, wva, len(xva))
+    else:
+        feats.fit(ctr)
+        Xtr, Xva = feats.transform(ctr), feats.transform(cva)
+    return feats, Xtr, Xva, ytr, yva
 
-    Examples
-    --------
-    >>> m = pd.DataFrame({"method": ["a", "a"], "parameter": ["omega_m", "sigma_8"],
-    ...                   "rmse": [0.01, 0.02], "rmse_sd": [0.001, 0.002], "n_test": [10, 10],
-    ...                   "predict_seconds_per_map": [1e-5, 1e-5]})
-    >>> print(metrics_markdown(m).splitlines()[2])
-    | a | 0.01000 (0.00100) | 0.02000 (0.00200) | 1e-05 |
+
+def _select_multiscale(ctx: Context, best: dict[str, Choice], val_table: list) -> None:
+    """Multi-scale peaks of the learned coefficients: wavelet and ridge penalty on
+    validation, then xgboost on the chosen wavelet."""
+    s = ctx.cfg.student
+    xtr, xva = ctx.maps("train"), ctx.maps("val")
+    ytr, yva = ctx.targets("train"), ctx.targets("val")
+    ms_best: Choice | None = None
+    # Costlier features: only the gamma > 0 wavelets of the lambda validation chose for the
+    # paper's student.
+    awd_lam = None
+    if "awd" in best:
+        chosen = best["awd"].setting["wavelet"]
+        awd_lam = next(p["l1_coeffs"] for p in ctx.grid if p["point"] == chosen)
+    points = [p for p in ctx.grid if p["l1_attr"] > 0]
+    for p in [p for p in points if awd_lam is None or p["l1_coeffs"] == awd_lam]:
+        feats = MultiscalePeakFeatures(
+            ctx.transforms[p["point"]], s.multiscale_bins, s.multiscale_coverage
+        )
+        feats.fit(xtr)
+        Xtr, Xva = feats.transform(xtr), feats.transform(xva)
+        for a in s.ridge_alphas:
+            factory = lambda a=a: make_regressor("ridge", alpha=a)  # noqa: E731
+            res = _fit_predict(factory, Xtr, ytr, Xva)
+            if res is None:
+                continue
+            score = mean_scaled_rmse(res[1], yva, ctx.scale)
+            name = f"ridge(alpha={a:g})"
+            val_table.append(
+                {
+                    "method": "awd_multiscale_ridge",
+                    "predictor": name,
+                    "wavelet": p["point"],
+                    "val_score": score,
+                }
+            )
+            if ms_best is None or score < ms_best.val_score:
+                ms_best = Choice(
+                    "awd_multiscale_ridge",
+                    "awd_multiscale",
+                    {"wavelet": p["point"]},
+                    name,
+                    score,
+                    feats,
+                    factory,
+                    Xtr,
+                    ytr,
+                )
+    if ms_best is None:
+        return
+    best["awd_multiscale_ridge"] = ms_best
+    xgb = lambda: make_regressor(  # noqa: E731
+        "xgboost",
+        n_estimators=s.xgb_estimators,
+        max_depth=s.xgb_depth,
+        learning_rate=s.xgb_lr,
+        seed=s.seed,
+    )
+    res = _fit_predict(xgb, ms_best.Xtr, ytr, ms_best.features.transform(xva))
+    if res is not None:
+        best["awd_multiscale_xgboost"] = Choice(
+            "awd_multiscale_xgboost",
+            "awd_multiscale",
+            ms_best.setting,
+            "xgboost",
+            mean_scaled_rmse(res[1], yva, ctx.scale),
+            ms_best.features,
+            xgb,
+            ms_best.Xtr,
+            ytr,
+        )
+
+
+def select_on_validation(ctx: Context) -> tuple[dict[str, Choice], list[dict]]:
+    """Step 1: every candidate setting scored on the validation split; the best per method.
+
+    Returns the chosen setting of every method and the table of all validation scores.
+    The test split is not read.
     """
-    lines = [header] if header else []
-    lines += [
-        "| method | RMSE Omega_m (SD) | RMSE sigma_8 (SD) | seconds per map |",
-        "| --- | --- | --- | --- |",
-    ]
-    for method, group in metrics.groupby("method", sort=False):
-        cells = []
-        for p in PARAMETERS:
-            row = group[group.parameter == p]
-            cells.append(f"{row.rmse.iloc[0]:.5f} ({row.rmse_sd.iloc[0]:.5f})" if len(row) else "-")
-        t = group.predict_seconds_per_map.iloc[0]
-        lines.append(f"| {method} | {cells[0]} | {cells[1]} | {t:.3g} |")
-    return "\n".join(lines) + "\n"
+    best: dict[str, Choice] = {}
+    val_table: list[dict[str, Any]] = []
+    values_cache: dict[str, tuple] = {}
+    sub_rng = np.random.default_rng(ctx.cfg.student.seed)
+    predictors = _predictors(ctx.cfg)
+    for cand in _candidates(ctx.cfg, ctx.grid, ctx.transforms, ctx.splits.side_angle_deg):
+        tic = time.perf_counter()
+        feats, Xtr, Xva, ytr_c, yva_c = _candidate_features(cand, ctx, values_cache, sub_rng)
+        for suffix, pname, factory in predictors:
+            res = _fit_predict(factory, Xtr, ytr_c, Xva)
+            if res is None:
+                continue
+            score = mean_scaled_rmse(res[1], yva_c, ctx.scale)
+            method = cand.family + suffix
+            val_table.append(
+                {"method": method, "predictor": pname, **cand.setting, "val_score": score}
+            )
+            if method not in best or score < best[method].val_score:
+                best[method] = Choice(
+                    method, cand.family, cand.setting, pname, score, feats, factory, Xtr, ytr_c
+                )
+        logger.debug(
+            "validation: %s %s (%.1f s)", cand.family, cand.setting, time.perf_counter() - tic
+        )
+    values_cache.clear()
+    _select_multiscale(ctx, best, val_table)
+    order = [m for m in ORDER if m in best] + [m for m in best if m not in ORDER]
+    return {m: best[m] for m in order}, val_table
+
+
+# --------------------------------------------------------------------------- step 2: refit
+
+
+def _student_of(ctx: Context, choice: Choice) -> MapStudent:
+    # The training features of validation time: the same maps, not computed twice.
+    model = choice.model().fit(choice.Xtr, choice.ytr)
+    wavelet = choice.setting.get("wavelet")
+    taps = len(ctx.transforms[wavelet].wavelet) if choice.family.startswith("awd") else 0
+    return MapStudent(
+        choice.features,
+        model,
+        choice.method,
+        ctx.splits.n_pix,
+        ctx.splits.side_angle_deg,
+        ctx.cfg.data.targets,
+        wavelet=wavelet,
+        n_taps=taps,
+    )
+
+
+def refit_and_score(ctx: Context, choices: dict[str, Choice]) -> dict[str, Scored]:
+    """Step 2: refit every chosen method on the training split; predict the test split.
+
+    Every method becomes a :class:`MapStudent`, and its test predictions are the
+    student's own, so a saved student predicts exactly what is scored. The teacher and
+    the trivial training mean come first.
+    """
+    xte = ctx.maps("test")
+    scored: dict[str, Scored] = {}
+    teacher_pred = predict(ctx.teacher, xte)
+    scored["teacher"] = Scored("teacher", teacher_pred, None, n_parameters(ctx.teacher))
+    trivial = MapStudent.trivial(
+        ctx.targets("train"), ctx.splits.n_pix, ctx.splits.side_angle_deg, ctx.cfg.data.targets
+    )
+    scored["trivial"] = Scored("trivial", trivial.predict(xte), trivial, trivial.n_parameters())
+    for method, choice in choices.items():
+        student = _student_of(ctx, choice)
+        scored[method] = Scored(
+            method, student.predict(xte), student, student.n_parameters(), choice=choice
+        )
+    return scored
+
+
+# --------------------------------------------------------------------------- step 3: time
+
+
+def time_methods(ctx: Context, scored: dict[str, Scored]) -> dict[str, Any]:
+    """Step 3: end-to-end prediction time per map of every method, under one protocol.
+
+    Returns the conditions of the timing and a ResNet-18 forward pass (untrained: only its
+    cost matters) on the same maps, for the scale of the paper's teacher.
+    """
+    e = ctx.cfg.evaluate
+    n_time = min(e.timing_maps, len(ctx.targets("test")))
+    x_time = ctx.maps("test")[:n_time]
+    x_t = x_time[:, None].float()
+    conditions: dict[str, Any] = {}
+    for item in scored.values():
+        if item.student is None:
+            teacher = ctx.teacher
+
+            def run(teacher=teacher) -> None:
+                with torch.no_grad():
+                    teacher(x_t)
+        else:
+
+            def run(student=item.student) -> None:
+                student.predict(x_time)
+
+        timing = seconds_per_item(run, n_time, repeats=e.timing_repeats)
+        item.seconds = timing.seconds_per_item
+        conditions = {
+            "items_per_call": n_time,
+            "repeats": e.timing_repeats,
+            "threads": timing.threads,
+        }
+    resnet = build_teacher("resnet18").eval()
+    x_r = x_t[: min(32, n_time)]
+
+    def run_resnet() -> None:
+        with torch.no_grad():
+            resnet(x_r)
+
+    resnet_t = seconds_per_item(run_resnet, x_r.shape[0], repeats=min(e.timing_repeats, 3))
+    return {**conditions, "resnet18_forward_seconds_per_map": resnet_t.seconds_per_item}
+
+
+# --------------------------------------------------------------------------- step 4: interpret
 
 
 def _interpretation(
@@ -291,292 +542,201 @@ def _interpretation(
         kept = [
             c * (a.abs() >= threshold) for c, a in zip(flatten_coeffs(coeffs), leaves, strict=True)
         ]
-        structured = [kept[0]] + [
-            tuple(kept[1 + 3 * i : 4 + 3 * i]) for i in range(transform.levels)
-        ]
         with torch.no_grad():
-            arrays[f"top_{p}"] = transform.inverse(structured, size=one.shape[-2:])[0, 0].numpy()
+            rebuilt = transform.inverse(unflatten_coeffs(kept, coeffs), size=one.shape[-2:])
+        arrays[f"top_{p}"] = rebuilt[0, 0].numpy()
     info["top_fraction"] = e.top_fraction
     return info, arrays
 
 
-def run_evaluate(run_dir: str | os.PathLike, cfg: RunConfig, splits=None) -> pd.DataFrame:
-    """Fit, select (validation) and score (test) every method; write ``evaluate/``.
+def interpret(ctx: Context, choices: dict[str, Choice]) -> tuple[dict, dict[str, np.ndarray]]:
+    """Step 4: which bands and scales the teacher uses, seen through the selected wavelet.
 
-    Writes ``metrics.csv`` (:data:`METRIC_COLUMNS`), ``metrics.md``, ``selection.json``
-    (chosen settings, validation scores, parameter counts, speed ratio),
-    ``predictions.npz`` (test targets and each method's predictions) and the
-    interpretation results used by the report.
-
-    Raises
-    ------
-    ValueError
-        Not a cosmology run, missing teacher or wavelets, a teacher that does not fit the
-        maps, or NaN predictions of a selected method.
+    TRIM attributions per wavelet band and per Fourier annulus (multipole ranges), maps
+    rebuilt from the most-attributed coefficients, the paper's peak histograms of the
+    selected kernels per test cosmology, and the wavelet's constraint residuals.
     """
-    run_dir = check_run_dir(run_dir)
-    out = run_dir / "evaluate"
-    splits = splits or load_splits(cfg)
-    teacher = load_teacher(teacher_path(run_dir), n_pix=splits.n_pix)
-    grid = read_grid(run_dir)
-    transforms = {
-        p["name"]: load_transform(transform_path(run_dir, p["lambda"], p["gamma"])) for p in grid
-    }
-    # Features in the maps' own float32: what a user's prediction would run on.
-    xtr, xva, xte = (splits.maps[k] for k in ("train", "val", "test"))
-    ytr, yva, yte = (splits.targets[k] for k in ("train", "val", "test"))
-    scale = ytr.std(0)
-    scale = np.where(scale > 0, scale, 1.0)
-    n_test = len(yte)
-    predictors = _predictors(cfg)
-
-    # --- selection on validation -------------------------------------------------------
-    best: dict[str, _Choice] = {}
-    val_table: list[dict[str, Any]] = []
-    values_cache: dict[str, tuple] = {}
-    sub_rng = np.random.default_rng(cfg.student.seed)
-    for cand in _candidates(cfg, grid, transforms, splits.side_angle_deg):
-        tic = time.perf_counter()
-        feats = cand.build()
-        ctr, cva = xtr, xva
-        if cand.max_train and cand.max_train < len(xtr):
-            itr = np.sort(sub_rng.choice(len(xtr), cand.max_train, replace=False))
-            iva = np.sort(
-                sub_rng.choice(len(xva), min(len(xva), cand.max_train // 2), replace=False)
-            )
-            ctr, cva = xtr[torch.as_tensor(itr)], xva[torch.as_tensor(iva)]
-            cand.setting = {**cand.setting, "train_maps": int(cand.max_train)}
-            ytr_c, yva_c = ytr[itr], yva[iva]
-        else:
-            ytr_c, yva_c = ytr, yva
-        if cand.key is not None:
-            # Peak values do not depend on the histogram range: compute them once per key.
-            if cand.key not in values_cache:
-                values_cache[cand.key] = (feats.values(xtr), feats.values(xva))
-            (vtr, wtr), (vva, wva) = values_cache[cand.key]
-            feats.fit(values=vtr)
-            Xtr, Xva = feats.histogram(vtr, wtr, len(xtr)), feats.histogram(vva, wva, len(xva))
-        else:
-            feats.fit(ctr)
-            Xtr, Xva = feats.transform(ctr), feats.transform(cva)
-        for suffix, pname, factory in predictors:
-            res = _fit_predict(factory, Xtr, ytr_c, Xva)
-            if res is None:
-                continue
-            score = _score(res[1], yva_c, scale)
-            method = cand.family + suffix
-            val_table.append(
-                {"method": method, "predictor": pname, **cand.setting, "val_score": score}
-            )
-            if method not in best or score < best[method].val_score:
-                best[method] = _Choice(
-                    method, cand.family, cand.setting, pname, score, feats, factory, Xtr, ytr_c
-                )
-        logger.info(
-            "validation: %s %s (%.1f s)", cand.family, cand.setting, time.perf_counter() - tic
-        )
-    values_cache.clear()
-
-    # Multi-scale peaks of the learned coefficients: the wavelet and ridge penalty on
-    # validation, then xgboost on the chosen wavelet.
-    s = cfg.student
-    ms_best: _Choice | None = None
-    # Multi-scale features are costlier: only the gamma > 0 wavelets of the lambda that
-    # validation chose for the paper's student.
-    awd_lam = None
-    if "awd" in best:
-        awd_lam = next(p["lambda"] for p in grid if p["name"] == best["awd"].setting["wavelet"])
-    for p in [p for p in grid if p["gamma"] > 0 and (awd_lam is None or p["lambda"] == awd_lam)]:
-        feats = MultiscalePeakFeatures(
-            transforms[p["name"]], s.multiscale_bins, s.multiscale_coverage
-        )
-        feats.fit(xtr)
-        Xtr, Xva = feats.transform(xtr), feats.transform(xva)
-        for a in s.ridge_alphas:
-            factory = lambda a=a: make_regressor("ridge", alpha=a)  # noqa: E731
-            res = _fit_predict(factory, Xtr, ytr, Xva)
-            if res is None:
-                continue
-            score = _score(res[1], yva, scale)
-            val_table.append(
-                {
-                    "method": "awd_multiscale_ridge",
-                    "predictor": f"ridge(alpha={a:g})",
-                    "wavelet": p["name"],
-                    "val_score": score,
-                }
-            )
-            if ms_best is None or score < ms_best.val_score:
-                ms_best = _Choice(
-                    "awd_multiscale_ridge",
-                    "awd_multiscale",
-                    {"wavelet": p["name"]},
-                    f"ridge(alpha={a:g})",
-                    score,
-                    feats,
-                    factory,
-                    Xtr,
-                    ytr,
-                )
-    if ms_best is not None:
-        best["awd_multiscale_ridge"] = ms_best
-        xgb = lambda: make_regressor(  # noqa: E731
-            "xgboost",
-            n_estimators=s.xgb_estimators,
-            max_depth=s.xgb_depth,
-            learning_rate=s.xgb_lr,
-            seed=s.seed,
-        )
-        feats = ms_best.features
-        res = _fit_predict(xgb, ms_best.Xtr, ytr, feats.transform(xva))
-        if res is not None:
-            best["awd_multiscale_xgboost"] = _Choice(
-                "awd_multiscale_xgboost",
-                "awd_multiscale",
-                ms_best.setting,
-                "xgboost",
-                _score(res[1], yva, scale),
-                feats,
-                xgb,
-                ms_best.Xtr,
-                ytr,
-            )
-
-    # --- test ----------------------------------------------------------------------------
-    rows: list[dict[str, Any]] = []
-    preds: dict[str, np.ndarray] = {"y_test": yte}
-    params: dict[str, int] = {}
-    n_time = min(cfg.evaluate.timing_maps, n_test)
-    x_time = xte[:n_time]
-
-    def add(method: str, pred: np.ndarray, seconds: float) -> None:
-        pred = check_predictions(pred, f"method {method!r}")
-        rmse, sd = bootstrap_rmse(yte, pred, cfg.evaluate.n_bootstrap, cfg.evaluate.bootstrap_seed)
-        preds[method] = pred
-        for j, p in enumerate(PARAMETERS):
-            rows.append(
-                {
-                    "method": method,
-                    "parameter": p,
-                    "rmse": float(rmse[j]),
-                    "rmse_sd": float(sd[j]),
-                    "n_test": n_test,
-                    "predict_seconds_per_map": seconds,
-                }
-            )
-
-    teacher_pred = predict(teacher, splits.maps["test"])
-    x_t = splits.maps["test"][:n_time, None].float()
-    with torch.no_grad():
-        t_teacher = _time_per_map(lambda: teacher(x_t), n_time)
-    add("teacher", teacher_pred, t_teacher)
-    params["teacher"] = count_parameters(teacher)
-    add("trivial", np.repeat(ytr.mean(0, keepdims=True), n_test, 0), 0.0)
-    params["trivial"] = 2
-
-    order = [
-        "awd",
-        "awd_pooled",
-        "awd_ridge",
-        "awd_multiscale_ridge",
-        "awd_multiscale_xgboost",
-        "awd_gamma0",
-        "awd_gamma0_pooled",
-        "awd_gamma0_ridge",
-    ]
-    order += [m for m in best if m not in order]
-    selection: dict[str, Any] = {}
-    for method in order:
-        if method not in best:
-            continue
-        choice = best[method]
-        # The training features of validation time: the same maps, not computed twice.
-        model = choice.model().fit(choice.Xtr, choice.ytr)
-        pred = model.predict(choice.features.transform(xte))
-
-        def run_once(model=model, feats=choice.features) -> None:
-            model.predict(feats.transform(x_time))
-
-        seconds = _time_per_map(run_once, n_time, repeats=1 if choice.family == "minkowski" else 3)
-        add(method, pred, seconds)
-        n_param = int(model.n_parameters()) if hasattr(model, "n_parameters") else 0
-        if choice.family.startswith("awd"):
-            n_param += len(transforms[choice.setting["wavelet"]].wavelet)
-        params[method] = n_param
-        selection[method] = {
-            "family": choice.family,
-            "predictor": choice.predictor,
-            "val_score": choice.val_score,
-            **choice.setting,
-        }
-
-    metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
-    # A ResNet-18 forward on the same maps (untrained: only its cost matters) puts the
-    # speed-up in the scale of the paper's teacher.
-    resnet = build_teacher("resnet18").eval()
-    x_r = x_t[: min(32, n_time)]
-    with torch.no_grad():
-        t_resnet = _time_per_map(lambda: resnet(x_r), x_r.shape[0], repeats=2)
-    t_awd = metrics.loc[metrics.method == "awd", "predict_seconds_per_map"]
-    speed = float(t_teacher / t_awd.iloc[0]) if len(t_awd) and t_awd.iloc[0] > 0 else None
-
-    # --- interpretation of the selected AWD wavelet ----------------------------------------
-    chosen = selection.get("awd", {}).get("wavelet") or (grid[-1]["name"] if grid else None)
+    s = ctx.cfg.student
+    chosen = choices["awd"].setting["wavelet"] if "awd" in choices else None
+    if chosen is None and ctx.grid:
+        chosen = ctx.grid[-1]["point"]
     interp: dict[str, Any] = {"wavelet": chosen}
     arrays: dict[str, np.ndarray] = {}
     if chosen is not None:
+        transform = ctx.transforms[chosen]
         info, arrays = _interpretation(
-            teacher, transforms[chosen], splits.maps["test"], cfg, splits.pixel_arcmin
+            ctx.teacher, transform, ctx.maps("test"), ctx.cfg, ctx.splits.pixel_arcmin
         )
         interp.update(info)
-        kernels = wavelet_kernels(transforms[chosen])
+        kernels = wavelet_kernels(transform)
         arrays["kernels_awd"] = kernels
-        arrays["kernels_db5"] = wavelet_kernels(DWT2d(cfg.distill.wavelet, levels=1))
-        cov = selection.get("awd", {}).get("coverage", s.coverages[0])
+        arrays["kernels_db5"] = wavelet_kernels(DWT2d(ctx.cfg.distill.wavelet, levels=1))
+        cov = (
+            choices["awd"].setting.get("coverage", s.coverages[0])
+            if "awd" in choices
+            else (s.coverages[0])
+        )
+        xtr, xte, yte = ctx.maps("train"), ctx.maps("test"), ctx.targets("test")
         feats = PeakFilterFeatures(kernels, n_bins=s.n_bins, coverage=cov).fit(xtr)
-        Xte = feats.transform(xte).reshape(n_test, 4, s.n_bins)
-        cosmos = splits.catalogs["test"]["cosmology"].to_numpy()
+        Xte = feats.transform(xte).reshape(len(yte), 4, s.n_bins)
+        cosmos = ctx.splits.catalogs["test"]["cosmology"].to_numpy()
         ids = np.unique(cosmos)
         arrays["hist_mean"] = np.stack([Xte[cosmos == c].mean(0) for c in ids])
         arrays["hist_edges"] = np.stack(feats.edges_)
         arrays["hist_params"] = np.stack([yte[cosmos == c][0] for c in ids])
         interp["constraint_residuals"] = {
             name: [float(v) for v in np.atleast_1d(r.detach().double().numpy())]
-            for name, r in transforms[chosen].wavelet.constraint_residuals().items()
+            for name, r in transform.wavelet.constraint_residuals().items()
         }
-    interp["h0"] = {name: t.wavelet.h0.detach().double().tolist() for name, t in transforms.items()}
+    interp["h0"] = {
+        name: t.wavelet.h0.detach().double().tolist() for name, t in ctx.transforms.items()
+    }
+    return interp, arrays
 
-    out.mkdir(parents=True, exist_ok=True)
+
+# --------------------------------------------------------------------------- step 5: write
+
+
+def _pairs(methods: list[str]) -> list[tuple[str, str]]:
+    """The comparisons the goals name: every AWD student against the teacher, against
+    db5 with the same student, and against gamma = 0 with the same student."""
+    pairs = []
+    for m in methods:
+        if not m.startswith("awd") or m.startswith("awd_gamma0"):
+            continue
+        pairs.append((m, "teacher"))
+        rest = m[len("awd") :]
+        for other in (f"db5{rest}", f"awd_gamma0{rest}"):
+            if other in methods:
+                pairs.append((m, other))
+    return pairs
+
+
+def metric_rows(ctx: Context, scored: dict[str, Scored], draws: np.ndarray) -> list[dict]:
+    """Rows of ``metrics.csv``: RMSE and its bootstrap SD per method and parameter."""
+    yte = ctx.targets("test")
+    rows = []
+    for item in scored.values():
+        for j, p in enumerate(PARAMETERS):
+            rows.append(
+                {
+                    "method": item.method,
+                    "target": p,
+                    "metric": "rmse",
+                    "value": rmse(yte[:, j], item.pred[:, j]),
+                    "sd": bootstrap_sd(rmse, yte[:, j], item.pred[:, j], draws),
+                    "n_test": len(yte),
+                    "seconds_per_item": item.seconds,
+                    "n_parameters": item.n_parameters,
+                }
+            )
+    return rows
+
+
+def comparison_rows(ctx: Context, scored: dict[str, Scored], draws: np.ndarray) -> list[dict]:
+    """Rows of ``comparisons.csv``: paired RMSE differences over the same test maps."""
+    yte = ctx.targets("test")
+    rows = []
+    for a, b in _pairs(list(scored)):
+        for j, p in enumerate(PARAMETERS):
+            diff, sd = paired_difference(
+                rmse, yte[:, j], scored[a].pred[:, j], scored[b].pred[:, j], draws
+            )
+            rows.append({"a": a, "b": b, "target": p, "metric": "rmse", "diff": diff, "sd": sd})
+    return rows
+
+
+def _default_student(scored: dict[str, Scored]) -> str | None:
+    """The AWD student with the best validation score: what ``predict`` uses by default."""
+    awd = [
+        {"method": m, "val_score": s.choice.val_score}
+        for m, s in scored.items()
+        if s.choice is not None and m.startswith("awd") and not m.startswith("awd_gamma0")
+    ]
+    best, _ = select_best(awd, "val_score", greater_is_better=False)
+    return None if best is None else str(best["method"])
+
+
+def write_evaluation(
+    run: RunDir,
+    ctx: Context,
+    scored: dict[str, Scored],
+    val_table: list[dict],
+    timing: dict[str, Any],
+    interp: tuple[dict, dict[str, np.ndarray]],
+) -> pd.DataFrame:
+    """Step 5: write ``students/``, then ``evaluate/`` (metrics, comparisons, selection ...)."""
+    cfg = ctx.cfg
+    e = cfg.evaluate
+    yte, ytr, yva = ctx.targets("test"), ctx.targets("train"), ctx.targets("val")
+    students_dir = run.step_dir("students")
+    default = _default_student(scored)
+    index = {}
+    for item in scored.values():
+        if item.student is None:
+            continue
+        choice = item.choice
+        meta = {
+            "domain": "cosmology",
+            "method": item.method,
+            "targets": list(cfg.data.targets),
+            "n_pix": ctx.splits.n_pix,
+            "side_angle_deg": ctx.splits.side_angle_deg,
+            "val_score": None if choice is None else choice.val_score,
+            "setting": {} if choice is None else choice.setting,
+            "predictor": "training mean" if choice is None else choice.predictor,
+            "n_parameters": item.n_parameters,
+        }
+        save_student(students_dir / item.method, item.student, meta)
+        index[item.method] = {k: meta[k] for k in ("val_score", "setting", "predictor")}
+    write_json(students_dir / "index.json", {"default": default, "students": index})
+
+    draws = bootstrap_draws(len(yte), e.n_bootstrap, e.bootstrap_seed)
+    out = run.step_dir("evaluate")
+    metrics = write_table(out / "metrics.csv", metric_rows(ctx, scored, draws), METRICS_COLUMNS)
+    write_table(out / "comparisons.csv", comparison_rows(ctx, scored, draws), COMPARISON_COLUMNS)
+    t_awd = scored["awd"].seconds if "awd" in scored else None
+    t_teacher = scored["teacher"].seconds
+    resnet = timing["resnet18_forward_seconds_per_map"]
     summary = {
         "n_train": len(ytr),
         "n_val": len(yva),
-        "n_test": n_test,
-        "n_pix": splits.n_pix,
-        "side_angle_deg": splits.side_angle_deg,
+        "n_test": len(yte),
+        "n_pix": ctx.splits.n_pix,
+        "side_angle_deg": ctx.splits.side_angle_deg,
         "split": "by realization within each cosmology, fractions "
         f"{list(cfg.data.split_fractions)} (train/val/test); selection on val only",
         "n_train_cosmologies": len(np.unique(ytr, axis=0)),
-        "speed_ratio_teacher_over_awd": speed,
-        "resnet18_forward_seconds_per_map": t_resnet,
-        "speed_ratio_resnet18_over_awd": float(t_resnet / t_awd.iloc[0]) if speed else None,
-        "timing_maps": n_time,
-        "torch_threads": torch.get_num_threads(),
-        "parameters": params,
-        "selection": selection,
+        "speed_ratio_teacher_over_awd": t_teacher / t_awd if t_awd else None,
+        "resnet18_forward_seconds_per_map": resnet,
+        "speed_ratio_resnet18_over_awd": resnet / t_awd if t_awd else None,
+        "timing": timing,
+        "parameters": {m: s.n_parameters for m, s in scored.items()},
+        "default_student": default,
+        "selection": {
+            m: {
+                "family": s.choice.family,
+                "predictor": s.choice.predictor,
+                "val_score": s.choice.val_score,
+                **s.choice.setting,
+            }
+            for m, s in scored.items()
+            if s.choice is not None
+        },
     }
     header = (
-        f"Test RMSE (bootstrap SD, {cfg.evaluate.n_bootstrap} resamples) on {n_test} test maps; "
-        f"train/val/test = {len(ytr)}/{len(yva)}/{n_test} maps split by realization; every "
+        f"Test RMSE (bootstrap SD, {e.n_bootstrap} resamples) on {len(yte)} test maps; "
+        f"train/val/test = {len(ytr)}/{len(yva)}/{len(yte)} maps split by realization; every "
         "setting chosen on validation only.\n"
     )
-    atomic_write(out / "metrics.csv", lambda p: metrics.to_csv(p, index=False, float_format="%.6g"))
     atomic_write(out / "metrics.md", lambda p: p.write_text(metrics_markdown(metrics, header)))
     write_json(out / "selection.json", summary)
     write_json(out / "validation.json", val_table)
-    write_json(out / "interpretation.json", interp)
+    info, arrays = interp
+    write_json(out / "interpretation.json", info)
+    preds = {"y_test": yte, **{m: s.pred for m, s in scored.items()}}
     atomic_write(out / "predictions.npz", lambda p: _savez(p, preds))
     atomic_write(out / "interpretation.npz", lambda p: _savez(p, arrays))
-    logger.info("evaluation written to %s", out)
     return metrics
 
 
@@ -585,12 +745,79 @@ def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
         np.savez(fh, **arrays)
 
 
-def read_metrics(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a ``metrics.csv`` and check its columns."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no metrics; run 'awd cosmology evaluate' first")
-    m = pd.read_csv(path)
-    if list(m.columns) != METRIC_COLUMNS:
-        raise ValueError(f"{path}: columns {list(m.columns)}, expected {METRIC_COLUMNS}")
-    return m
+def metrics_markdown(metrics: pd.DataFrame, header: str = "") -> str:
+    """The metrics table as Markdown (one row per method, both parameters side by side).
+
+    Examples
+    --------
+    >>> m = pd.DataFrame({"method": ["a", "a"], "target": ["omega_m", "sigma_8"],
+    ...                   "metric": ["rmse", "rmse"], "value": [0.01, 0.02],
+    ...                   "sd": [0.001, 0.002], "n_test": [10, 10],
+    ...                   "seconds_per_item": [1e-5, 1e-5], "n_parameters": [5, 5]})
+    >>> print(metrics_markdown(m).splitlines()[2])
+    | a | 0.01000 (0.00100) | 0.02000 (0.00200) | 1e-05 | 5 |
+    """
+    lines = [header] if header else []
+    lines += [
+        "| method | RMSE Omega_m (SD) | RMSE sigma_8 (SD) | seconds per map | parameters |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for method, group in metrics.groupby("method", sort=False):
+        cells = []
+        for p in PARAMETERS:
+            row = group[group.target == p]
+            cells.append(f"{row.value.iloc[0]:.5f} ({row.sd.iloc[0]:.5f})" if len(row) else "-")
+        t = group.seconds_per_item.iloc[0]
+        n = group.n_parameters.iloc[0]
+        lines.append(f"| {method} | {cells[0]} | {cells[1]} | {t:.3g} | {n} |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- the step
+
+
+def context(run: RunDir, cfg: RunConfig, splits: Splits | None = None) -> Context:
+    """Load what the evaluation of ``run`` reads: maps, teacher, distilled grid."""
+    splits = splits or load_splits(run.data_path, cfg)
+    run.require("teacher", "awd cosmology train-teacher")
+    run.require("distill", "awd cosmology distill")
+    teacher = load_teacher(teacher_path(run), n_pix=splits.n_pix)
+    grid = read_grid(run.root / "distill")["points"]
+    transforms = {p["point"]: load_transform(p["wavelet"]) for p in grid}
+    return Context(cfg, splits, teacher, grid, transforms)
+
+
+def run_evaluate(run: RunDir, cfg: RunConfig, splits: Splits | None = None) -> pd.DataFrame:
+    """Select on validation, refit, score on test, time, interpret, write (all steps).
+
+    Writes ``students/<method>/`` (every student and baseline, loadable with
+    :func:`cosmology.predict.load_student`) and ``evaluate/``: ``metrics.csv``
+    (:data:`shared.evaluation.METRICS_COLUMNS`), ``comparisons.csv``, ``metrics.md``,
+    ``selection.json``, ``validation.json``, ``predictions.npz``, ``interpretation.*``.
+
+    Raises
+    ------
+    ValueError
+        Missing teacher or wavelets, a teacher that does not fit the maps, or non-finite
+        predictions of a selected method.
+    """
+    from cosmology.pipeline import save_config
+
+    ctx = context(run, cfg, splits)
+    choices, val_table = select_on_validation(ctx)
+    scored = refit_and_score(ctx, choices)
+    timing = time_methods(ctx, scored)
+    interp = interpret(ctx, choices)
+    metrics = write_evaluation(run, ctx, scored, val_table, timing, interp)
+    run.write_step(
+        "evaluate",
+        {"student": asdict(cfg.student), "evaluate": asdict(cfg.evaluate)},
+        {
+            "data": run.data_fingerprint,
+            "teacher": fingerprint(teacher_path(run).with_suffix(".safetensors")),
+            "grid": fingerprint(run.root / "distill" / "grid.json"),
+        },
+    )
+    save_config(run, cfg)
+    logger.info("evaluation written to %s", run.root / "evaluate")
+    return metrics

@@ -1,61 +1,74 @@
-"""The run-directory steps behind ``awd cosmology train-teacher`` and ``distill``.
+"""The steps of a cosmology run: start, load the maps, train the teacher, distil the grid.
 
-A run directory holds::
+A run directory follows the one contract of :class:`shared.runs.RunDir`::
 
-    run.json            domain marker
-    config.yaml         the resolved configuration
+    run.json            domain, format, the maps (absolute path + fingerprint)
+    config.yaml         the settings, as last run by each step
     env.json            versions, device, seed
-    teacher/            teacher.pt, teacher_checkpoint.pt, history.json
-    distill/            grid.json; lam<L>_gam<G>/ (transform .safetensors + .json,
-                        checkpoint, history.json)
-    evaluate/           metrics.csv, metrics.md, ... (see cosmology.evaluate)
-    report/             report.html and PNGs (see cosmology.report)
+    teacher/            model.safetensors + model.json, history.json, step.json
+    distill/            grid.json; lam<L>_gam<G>/wavelet.safetensors|json, point.json
+    students/           every fitted student and baseline (cosmology.evaluate)
+    evaluate/           metrics.csv, comparisons.csv, ... (cosmology.evaluate)
+    report/             report.html and PNGs (cosmology.report)
+
+Each step takes ``--set`` overrides for its own sections only (``train-teacher``: data and
+teacher; ``distill``: distill; ``evaluate``: student and evaluate), checks them before
+anything runs, and writes them into ``config.yaml`` once it has run.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
+import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from cosmology.config import (
-    DistillSettings,
-    RunConfig,
-    check_run_dir,
-    load_config,
-    mark_run_dir,
-    save_config,
-)
+from cosmology.config import DOMAIN, DistillSettings, RunConfig, load_config
 from cosmology.data import ConvergenceMapDataset, load_catalog, split_by_realization
 from cosmology.noise import ShapeNoise
-from cosmology.teacher import count_parameters, load_teacher, save_teacher, train_teacher
-from shared import DistillConfig, DWT2d, LearnableWavelet, PenaltyWeights, distill
-from shared.runs import environment_info, load_transform, save_transform, write_json
+from cosmology.teacher import load_teacher, save_teacher, train_teacher
+from shared import DWT2d, LearnableWavelet, PenaltyWeights, distill, runs
+from shared.evaluation import n_parameters
+from shared.runs import (
+    RunDir,
+    fingerprint,
+    load_transform,
+    save_transform,
+    write_json,
+)
+from shared.sweep import WAVELET, Engine, Grid, TaskSpec, run_grid
 
 __all__ = [
+    "SPLITS",
     "Splits",
+    "check_step_overrides",
     "distill_inputs",
     "distill_point",
-    "grid_name",
-    "load_run_config",
     "load_splits",
+    "open_run",
     "run_distill",
     "run_train_teacher",
     "start_run",
     "teacher_path",
-    "transform_path",
 ]
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-TARGET_INDEX = {"omega_m": 0, "sigma_8": 1, "both": [0, 1]}
+TARGET_INDEX: dict[str, Any] = {"omega_m": 0, "sigma_8": 1, "both": [0, 1]}
+#: The config sections each step may change with ``--set``.
+STEP_SECTIONS = {
+    "teacher": ("data", "teacher"),
+    "distill": ("distill",),
+    "evaluate": ("student", "evaluate"),
+}
 
 
 @dataclass
@@ -70,11 +83,14 @@ class Splits:
 
     @property
     def pixel_arcmin(self) -> float:
+        """Side of a pixel in arcmin."""
         return self.side_angle_deg * 60.0 / self.n_pix
 
 
-def load_splits(cfg: RunConfig, splits: tuple[str, ...] = SPLITS) -> Splits:
-    """Load the maps of the run's dataset, split 70/10/20 (default) by realization.
+def load_splits(data: str | os.PathLike, cfg: RunConfig, splits: Sequence[str] = SPLITS) -> Splits:
+    """Load the maps under ``data``, split 70/10/20 (default) by realization.
+
+    Every split is checked (finite pixels, one side angle), not only the ones returned.
 
     Examples
     --------
@@ -82,21 +98,22 @@ def load_splits(cfg: RunConfig, splits: tuple[str, ...] = SPLITS) -> Splits:
     >>> from cosmology.cosmologies import design_ten
     >>> from cosmology.simulate import simulate_dataset
     >>> root = simulate_dataset(tempfile.mkdtemp(), design_ten(False).iloc[:2], n_maps=10, n_pix=16)
-    >>> s = load_splits(RunConfig().override([f"data.root={root}"]))
+    >>> s = load_splits(root, RunConfig())
     >>> {k: tuple(v.shape) for k, v in s.maps.items()}
     {'train': (14, 16, 16), 'val': (2, 16, 16), 'test': (4, 16, 16)}
     """
     d = cfg.data
-    if not d.root:
-        raise ValueError("data.root is not set: pass --data or set data.root in the config")
-    catalog = load_catalog(d.root)
+    catalog = load_catalog(data, side_angle_deg=d.side_angle_deg)
+    angles = catalog["side_angle_deg"].unique()
+    if len(angles) > 1:
+        raise ValueError(f"{data}: maps of different side angles in one dataset ({list(angles)})")
     labels = split_by_realization(catalog, d.split_fractions, seed=d.split_seed)
     noise = ShapeNoise(d.sigma_e, d.n_gal) if d.noise else None
     out_maps, out_y, out_cat = {}, {}, {}
     for name in splits:
         sub = catalog[labels == name].reset_index(drop=True)
         if sub.empty:
-            raise ValueError(f"{d.root}: the {name} split is empty (too few maps per cosmology)")
+            raise ValueError(f"{data}: the {name} split is empty (too few maps per cosmology)")
         ds = ConvergenceMapDataset(
             sub,
             targets=d.targets,
@@ -110,12 +127,12 @@ def load_splits(cfg: RunConfig, splits: tuple[str, ...] = SPLITS) -> Splits:
         out_y[name] = sub[list(d.targets)].to_numpy(dtype=np.float64, copy=True)
         out_cat[name] = sub
         if not torch.isfinite(out_maps[name]).all():
-            raise ValueError(f"{d.root}: the {name} split has maps with NaN or inf pixels")
+            raise ValueError(f"{data}: the {name} split has maps with NaN or inf pixels")
     return Splits(
         out_maps,
         out_y,
         out_cat,
-        float(catalog["side_angle_deg"].iloc[0]),
+        float(angles[0]),
         int(out_maps[splits[0]].shape[-1]),
     )
 
@@ -123,72 +140,59 @@ def load_splits(cfg: RunConfig, splits: tuple[str, ...] = SPLITS) -> Splits:
 # --------------------------------------------------------------------------- run dirs
 
 
+def check_step_overrides(overrides: Sequence[str], step: str) -> None:
+    """Refuse ``--set`` overrides of sections that another step owns (:data:`STEP_SECTIONS`)."""
+    runs.check_step_overrides(overrides, step, STEP_SECTIONS)
+
+
+def save_config(run: RunDir, cfg: RunConfig) -> Path:
+    """Write the run's ``config.yaml`` (after a step has run)."""
+    return runs.save_config(run, cfg)
+
+
 def start_run(
     run_dir: str | os.PathLike,
+    data: str | os.PathLike | None = None,
     config_path: str | os.PathLike | None = None,
-    overrides: tuple[str, ...] | list[str] = (),
-) -> RunConfig:
-    """Create (or reopen) a run directory and write its resolved config and env.json.
+    overrides: Sequence[str] = (),
+) -> tuple[RunDir, RunConfig]:
+    """Check the settings, then create (or reopen) a run directory on the maps ``data``.
 
-    An existing run keeps its config; ``overrides`` are applied on top of it.
+    See :func:`shared.runs.start_run`; nothing is written if a setting is wrong.
     """
-    run_dir = Path(run_dir)
-    if (run_dir / "config.yaml").exists():
-        check_run_dir(run_dir)
-        cfg = load_config(run_dir / "config.yaml", overrides)
-        if config_path is not None:
-            cfg = load_config(config_path, overrides)
-    else:
-        cfg = load_config(config_path, overrides)
-    mark_run_dir(run_dir)
-    save_config(cfg, run_dir / "config.yaml")
-    write_json(run_dir / "env.json", environment_info(cfg.teacher.seed))
-    return cfg
+    return runs.start_run(
+        run_dir,
+        DOMAIN,
+        load_config,
+        data,
+        config_path,
+        overrides,
+        seed=lambda cfg: cfg.teacher.seed,
+    )
 
 
-def load_run_config(run_dir: str | os.PathLike, overrides=()) -> RunConfig:
-    """The config of an existing run directory (with optional overrides written back)."""
-    run_dir = check_run_dir(run_dir)
-    path = run_dir / "config.yaml"
-    if not path.exists():
-        raise ValueError(f"{run_dir}: config.yaml is missing; run train-teacher first")
-    cfg = load_config(path, overrides)
-    if overrides:
-        save_config(cfg, path)
-    return cfg
+def open_run(
+    run_dir: str | os.PathLike, overrides: Sequence[str] = (), step: str | None = None
+) -> tuple[RunDir, RunConfig]:
+    """Reopen a run and its settings, with ``overrides`` for ``step``'s sections (checked)."""
+    return runs.open_run(run_dir, DOMAIN, load_config, overrides, step, STEP_SECTIONS)
 
 
-def teacher_path(run_dir: str | os.PathLike) -> Path:
-    """Where a run keeps its trained teacher."""
-    return Path(run_dir) / "teacher" / "teacher.pt"
-
-
-def grid_name(lam: float, gamma: float) -> str:
-    """Folder name of one grid point, e.g. ``lam0.005_gam0.001``.
-
-    Examples
-    --------
-    >>> grid_name(0.02, 0.0)
-    'lam0.02_gam0'
-    """
-    return f"lam{lam:g}_gam{gamma:g}"
-
-
-def transform_path(run_dir: str | os.PathLike, lam: float, gamma: float) -> Path:
-    """Saved transform of one grid point."""
-    return Path(run_dir) / "distill" / grid_name(lam, gamma) / "transform.safetensors"
+def teacher_path(run: RunDir | str | os.PathLike) -> Path:
+    """Where a run keeps its trained teacher (``teacher/model``)."""
+    root = run.root if isinstance(run, RunDir) else Path(run)
+    return root / "teacher" / "model"
 
 
 # --------------------------------------------------------------------------- steps
 
 
 def run_train_teacher(
-    run_dir: str | os.PathLike, cfg: RunConfig, *, resume: bool = False, splits=None
+    run: RunDir, cfg: RunConfig, *, resume: bool = False, splits: Splits | None = None
 ) -> dict:
-    """Train the run's teacher; write ``teacher/teacher.pt`` and ``teacher/history.json``."""
-    run_dir = Path(run_dir)
-    splits = splits or load_splits(cfg, ("train", "val"))
-    out = run_dir / "teacher"
+    """Train the run's teacher; write ``teacher/model.*``, ``history.json``, ``step.json``."""
+    splits = splits or load_splits(run.data_path, cfg)
+    out = run.step_dir("teacher")
     model, history = train_teacher(
         splits.maps["train"],
         torch.as_tensor(splits.targets["train"]),
@@ -198,29 +202,36 @@ def run_train_teacher(
         out,
         resume=resume,
     )
-    save_teacher(model, teacher_path(run_dir), splits.n_pix, {"config": asdict(cfg.teacher)})
+    extra = {
+        "settings": asdict(cfg.teacher),
+        "side_angle_deg": splits.side_angle_deg,
+        "targets": list(cfg.data.targets),
+    }
+    path = save_teacher(model, teacher_path(run), splits.n_pix, extra)
     summary = {
         "arch": cfg.teacher.arch,
-        "parameters": count_parameters(model),
+        "parameters": n_parameters(model),
         "epochs_run": len(history),
         "best_val_loss": min(h["val_loss"] for h in history) if history else None,
         "n_train": int(splits.maps["train"].shape[0]),
         "n_val": int(splits.maps["val"].shape[0]),
     }
     write_json(out / "history.json", {"summary": summary, "history": history})
+    run.write_step(
+        "teacher",
+        {"data": asdict(cfg.data), "teacher": asdict(cfg.teacher)},
+        {"data": run.data_fingerprint},
+        outputs={"model": fingerprint(path)},
+    )
+    save_config(run, cfg)
     return summary
-
-
-def _grid_order(lambdas, gammas) -> list[tuple[float, float]]:
-    # Per lambda, gamma ascending: each point warm-starts from the previous gamma.
-    return [(lam, g) for lam in lambdas for g in sorted(gammas)]
 
 
 def distill_inputs(splits: Splits, s: DistillSettings) -> tuple[torch.Tensor, torch.Tensor]:
     """The training and validation maps of distillation, ``(n, 1, N, N)`` float32.
 
     At most ``s.n_maps`` training and ``s.n_val_maps`` validation maps (0: all), drawn
-    with ``s.seed``; the test split is never used.
+    with ``s.train.seed``; the test split is never used.
 
     Examples
     --------
@@ -228,7 +239,7 @@ def distill_inputs(splits: Splits, s: DistillSettings) -> tuple[torch.Tensor, to
     >>> [tuple(x.shape) for x in distill_inputs(sp, DistillSettings(n_maps=2, n_val_maps=0))]
     [(2, 1, 8, 8), (3, 1, 8, 8)]
     """
-    rng = np.random.default_rng(s.seed)
+    rng = np.random.default_rng(s.train.seed)
     x_train = splits.maps["train"]
     if s.n_maps and s.n_maps < x_train.shape[0]:
         x_train = x_train[torch.as_tensor(rng.choice(x_train.shape[0], s.n_maps, replace=False))]
@@ -241,20 +252,18 @@ def distill_inputs(splits: Splits, s: DistillSettings) -> tuple[torch.Tensor, to
 def distill_point(
     x_train: torch.Tensor,
     x_val: torch.Tensor | None,
-    teacher: torch.nn.Module,
+    teacher: torch.nn.Module | None,
     settings: DistillSettings,
     weights: PenaltyWeights,
     warm_start: Path | None,
-    path: Path,
+    out: Path,
     *,
-    checkpoint_dir: Path | None = None,
-    resume: bool = True,
+    progress: bool | None = None,
 ) -> tuple[DWT2d, list[dict]]:
-    """Distil one grid point and save it as ``path`` (``.safetensors`` + ``.json``).
+    """Distil one grid point into ``out/wavelet.safetensors|json`` (resumable).
 
-    The one place where a cosmology point is distilled: :func:`run_distill` and the
-    ``awd sweep cosmology`` task (:mod:`cosmology.sweep`) both call it. A ``history.json``
-    is written beside the transform.
+    The one place where a cosmology point is distilled: the run's grid
+    (:func:`run_distill`) and the ``awd sweep cosmology`` task both call it.
 
     Parameters
     ----------
@@ -267,14 +276,12 @@ def distill_point(
     weights : PenaltyWeights
         The point's lambda (``l1_coeffs``) and gamma (``l1_attr``).
     warm_start : path, optional
-        A saved transform to start from (used only when ``settings.warm_start``);
-        otherwise the point starts from ``settings.wavelet``.
-    path : path
-        Where the transform goes (``.../transform.safetensors`` or ``.../wavelet``).
-    checkpoint_dir : path, optional
-        Checkpoint folder of an interruptible point (default: the transform's folder).
-    resume : bool
-        Continue from that checkpoint.
+        The previous point's saved wavelet; otherwise the point starts from
+        ``settings.wavelet``.
+    out : path
+        The point's folder; ``checkpoint/`` inside it lets an interrupted point resume.
+    progress : bool, optional
+        Progress bar (default: only on a terminal).
 
     Returns
     -------
@@ -284,116 +291,161 @@ def distill_point(
     Examples
     --------
     >>> import tempfile
-    >>> from cosmology.teacher import build_teacher
-    >>> s = DistillSettings(levels=2, epochs=1, batch_size=4)
-    >>> out = Path(tempfile.mkdtemp()) / "wavelet"
+    >>> from shared import DistillConfig
+    >>> s = DistillSettings(levels=2, train=DistillConfig(epochs=1, batch_size=4))
+    >>> out = Path(tempfile.mkdtemp())
     >>> w = PenaltyWeights(l1_coeffs=0.01, l1_attr=0.0)
     >>> t, h = distill_point(torch.randn(8, 1, 32, 32), None, None, s, w, None, out)
-    >>> len(h), out.with_suffix(".json").exists()
+    >>> len(h), (out / "wavelet.json").exists()
     (1, True)
     """
     s = settings
-    if s.target not in TARGET_INDEX:
-        raise ValueError(f"distill.target must be one of {sorted(TARGET_INDEX)}, got {s.target!r}")
-    path = Path(path)
-    use_warm = warm_start is not None and s.warm_start
-    if use_warm:
+    out = Path(out)
+    if warm_start is not None:
         transform = load_transform(warm_start)
+        if (transform.levels, transform.mode) != (s.levels, s.mode):
+            raise ValueError(
+                f"{warm_start}: warm start has levels={transform.levels}, "
+                f"mode={transform.mode!r}; the settings ask for levels={s.levels}, "
+                f"mode={s.mode!r}"
+            )
+        # Keep naming the wavelet the chain started from (plots and reports show it).
+        transform.wavelet.init_name = s.wavelet
     else:
         transform = DWT2d(LearnableWavelet(s.wavelet), levels=s.levels, mode=s.mode)
     if weights.l1_attr > 0 and teacher is None:
         raise ValueError("gamma > 0 needs a teacher")
-    config = DistillConfig(
-        epochs=s.epochs,
-        batch_size=s.batch_size,
-        lr=s.lr,
-        patience=s.patience,
-        seed=s.seed,
-    )
+    initial_h0 = transform.wavelet.h0.detach().clone()
     transform, history = distill(
         x_train,
         transform=transform,
         teacher=teacher if weights.l1_attr > 0 else None,
         weights=weights,
         target=TARGET_INDEX[s.target],
-        config=config,
+        config=s.train,
         val_data=x_val,
-        checkpoint_dir=checkpoint_dir if checkpoint_dir is not None else path.parent,
-        resume=resume,
+        checkpoint_dir=out / "checkpoint",
+        resume=True,
         device=s.device,
+        progress=progress,
     )
     transform = transform.cpu()
     save_transform(
         transform,
-        path,
+        out / WAVELET,
         weights=weights,
         history=history,
-        seed=s.seed,
+        seed=s.train.seed,
         extra={
             "lambda": weights.l1_coeffs,
             "gamma": weights.l1_attr,
             "target": s.target,
             # A folder name relative to the grid, so a grid can be moved or shared.
-            "warm_start_from": Path(warm_start).parent.name if use_warm else None,
+            "warm_start_from": Path(warm_start).parent.name if warm_start is not None else None,
+            "initial_h0": initial_h0.tolist(),
+            "settings": asdict(s),
         },
     )
-    write_json(path.parent / "history.json", history)
+    # The saved wavelet supersedes the checkpoint; keep the run directory small.
+    shutil.rmtree(out / "checkpoint", ignore_errors=True)
     return transform, history
 
 
-def run_distill(
-    run_dir: str | os.PathLike, cfg: RunConfig, *, resume: bool = False, splits=None
-) -> list[dict]:
-    """Distil the lambda x gamma grid from the run's teacher; one folder per point.
+class DistillTask:
+    """The grid task of a run's ``distill`` step (see :mod:`shared.sweep`).
 
-    Each point is trained with :func:`shared.distill` on (a subset of) the training maps;
-    with ``warm_start`` it starts from the previous point of the same lambda (smaller
-    gamma), as the reference's continuation path. Finished points are skipped.
+    Its ``val_score`` is the point's final distillation loss on the validation maps
+    (lower is better): the grid only distils; students are selected by ``evaluate``.
+    Build it in process with the run's data and teacher, or in a worker from
+    :meth:`spec` (the run directory and the overrides).
     """
-    run_dir = check_run_dir(run_dir)
+
+    greater_is_better = False
+
+    def __init__(
+        self,
+        run: RunDir,
+        cfg: RunConfig,
+        splits: Splits | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        self.run = run
+        self.cfg = cfg
+        splits = splits or load_splits(run.data_path, cfg, ("train", "val"))
+        self.x_train, self.x_val = distill_inputs(splits, cfg.distill)
+        self.teacher = load_teacher(teacher_path(run), n_pix=splits.n_pix)
+        self.progress = progress
+
+    def run_point(
+        self, weights: PenaltyWeights, warm_start: Path | None, out: Path
+    ) -> dict[str, float]:
+        """Distil one point; its score is the final validation loss."""
+        logger.info("distill %s (warm start: %s)", out.name, warm_start)
+        _, history = distill_point(
+            self.x_train,
+            self.x_val,
+            self.teacher,
+            self.cfg.distill,
+            weights,
+            warm_start,
+            out,
+            progress=self.progress,
+        )
+        last = history[-1] if history else {}
+        loss = last.get("val_total", last.get("train_total"))
+        return {
+            "val_score": float("nan") if loss is None else float(loss),
+            "epochs_run": float(len(history)),
+        }
+
+
+def distill_task(base: dict[str, Any]) -> DistillTask:
+    """Rebuild a run's distill task in a worker process (``base``: run, overrides)."""
+    run, cfg = open_run(base["run"], base.get("overrides", ()), "distill")
+    return DistillTask(run, cfg, progress=False)
+
+
+def run_distill(
+    run: RunDir,
+    cfg: RunConfig,
+    *,
+    splits: Splits | None = None,
+    engine: Engine | None = None,
+    overrides: Sequence[str] = (),
+    progress: bool | None = None,
+) -> list[dict]:
+    """Distil the lambda x gamma grid from the run's teacher, through :func:`shared.sweep.run_grid`.
+
+    Each point starts, with ``warm_start``, from the previous point of its lambda (smaller
+    gamma), as the reference's continuation path. Finished points are skipped. With
+    ``engine.workers > 1`` chains run in parallel processes, each rebuilding the task from
+    the run directory and ``overrides``.
+    """
     s = cfg.distill
-    if s.target not in TARGET_INDEX:
-        raise ValueError(f"distill.target must be one of {sorted(TARGET_INDEX)}, got {s.target!r}")
-    splits = splits or load_splits(cfg, ("train", "val"))
-    teacher = load_teacher(teacher_path(run_dir), n_pix=splits.n_pix)
-    x_train, x_val = distill_inputs(splits, s)
-    records = []
-    previous: dict[float, Path] = {}
-    for lam, gamma in _grid_order(s.lambdas, s.gammas):
-        path = transform_path(run_dir, lam, gamma)
-        folder = path.parent
-        start_from = previous.get(lam) if s.warm_start else None
-        if path.exists() and (folder / "history.json").exists():
-            logger.info("distill %s: done already, skipped", folder.name)
-        else:
-            logger.info("distill %s (warm start: %s)", folder.name, start_from)
-            distill_point(
-                x_train,
-                x_val,
-                teacher,
-                s,
-                PenaltyWeights(l1_coeffs=lam, l1_attr=gamma),
-                start_from,
-                path,
-                checkpoint_dir=folder,
-                resume=resume,
-            )
-        previous[lam] = path
-        records.append({"lambda": lam, "gamma": gamma, "name": folder.name, "path": str(path)})
-    grid = {
-        "target": s.target,
-        "points": [{k: r[k] for k in ("lambda", "gamma", "name")} for r in records],
-    }
-    grid_path = run_dir / "distill" / "grid.json"
-    # Rewritten only when it changes: its time stamp tells later steps the grid is new.
-    if not grid_path.exists() or json.loads(grid_path.read_text()) != grid:
-        write_json(grid_path, grid)
+    if not teacher_path(run).with_suffix(".safetensors").exists():
+        raise ValueError(f"{run.root}: no trained teacher; run 'awd cosmology train-teacher'")
+    engine = engine or Engine()
+    task = None
+    if engine.engine == "local" and engine.workers == 1:
+        task = DistillTask(run, cfg, splits, progress)
+    spec = TaskSpec(
+        "cosmology.pipeline:distill_task", {"run": str(run.root), "overrides": list(overrides)}
+    )
+    out = run.step_dir("distill")
+    records = run_grid(
+        task,
+        Grid(s.lambdas, s.gammas, s.warm_start),
+        out,
+        spec=spec,
+        engine=engine,
+        meta={"target": s.target, "score": "final validation loss of distillation"},
+    )
+    teacher = teacher_path(run).with_suffix(".safetensors")
+    run.write_step(
+        "distill",
+        {"distill": asdict(s)},
+        {"data": run.data_fingerprint, "teacher": fingerprint(teacher)},
+        outputs={"grid": fingerprint(out / "grid.json")},
+    )
+    save_config(run, cfg)
     return records
-
-
-def read_grid(run_dir: str | os.PathLike) -> list[dict]:
-    """The distilled grid points of a run (``lambda``, ``gamma``, ``name``)."""
-    path = Path(run_dir) / "distill" / "grid.json"
-    if not path.exists():
-        raise ValueError(f"{path}: no distilled wavelets; run 'awd cosmology distill' first")
-    return json.loads(path.read_text())["points"]

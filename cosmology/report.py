@@ -7,28 +7,24 @@ recomputed from maps or models, so a report can be rebuilt anywhere from a run d
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
-from cosmology.config import check_run_dir
+from cosmology.config import DOMAIN
 from cosmology.evaluate import PARAMETERS, metrics_markdown, read_metrics
 from shared import LearnableWavelet
 from shared.plots import plot_grid_heatmap
-from shared.runs import atomic_write, write_csv
+from shared.report import Section
+from shared.report import write_report as write_page
+from shared.runs import RunDir, atomic_write, write_csv
 
 __all__ = ["FIGURES", "write_report"]
 
@@ -39,22 +35,22 @@ LABELS = {"omega_m": r"$\Omega_m$", "sigma_8": r"$\sigma_8$"}
 
 #: The figures of a report, by file name, with their captions.
 FIGURES = {
-    "wavelet.png": "Learned scaling function phi and wavelet psi (selected AWD wavelet) "
+    "wavelet": "Learned scaling function phi and wavelet psi (selected AWD wavelet) "
     "against the db5 initialisation.",
-    "filters_2d.png": "The 2D filters (outer products of the analysis filters) and the "
+    "filters_2d": "The 2D filters (outer products of the analysis filters) and the "
     "3x3 kernels the paper's student cuts from them, learned and db5.",
-    "peak_histograms.png": "Mean peak histograms of the four AWD kernels per test "
+    "peak_histograms": "Mean peak histograms of the four AWD kernels per test "
     "cosmology, coloured by Omega_m.",
-    "attribution_bands.png": "TRIM attribution mass of the teacher per wavelet level and "
+    "attribution_bands": "TRIM attribution mass of the teacher per wavelet level and "
     "band (saliency and input x gradient), per parameter.",
-    "top_coefficients.png": "A test map and the maps rebuilt from its most-attributed "
+    "top_coefficients": "A test map and the maps rebuilt from its most-attributed "
     "wavelet coefficients (input x gradient), per parameter.",
-    "fourier_trim.png": "TRIM over Fourier annuli: which angular scales (multipoles) the "
+    "fourier_trim": "TRIM over Fourier annuli: which angular scales (multipoles) the "
     "teacher uses, per parameter.",
-    "pred_vs_true.png": "Predicted against true parameters on the test split.",
-    "validation_grid.png": "Validation score of the paper's student over the lambda x gamma "
+    "pred_vs_true": "Predicted against true parameters on the test split.",
+    "validation_grid": "Validation score of the paper's student over the lambda x gamma "
     "grid (best histogram range per point); the selection uses validation only.",
-    "constraints.png": "Residuals of the orthogonal-wavelet conditions of the selected wavelet.",
+    "constraints": "Residuals of the orthogonal-wavelet conditions of the selected wavelet.",
 }
 
 
@@ -189,7 +185,7 @@ def _pred_fig(preds: dict, metrics: pd.DataFrame):
             ax.scatter(y[:, row], preds[m][:, row], s=3, alpha=0.3)
             lo, hi = y[:, row].min(), y[:, row].max()
             ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-            r = metrics[(metrics.method == m) & (metrics.parameter == p)].rmse
+            r = metrics[(metrics.method == m) & (metrics.target == p)].value
             ax.set_title(f"{m}: {p} RMSE {r.iloc[0]:.4f}" if len(r) else m, fontsize=8)
             ax.set_xlabel("true")
             ax.set_ylabel("predicted")
@@ -208,22 +204,22 @@ def grid_scores(validation: list, grid_points: list) -> pd.DataFrame:
     --------
     >>> v = [{"method": "awd", "wavelet": "a", "val_score": 0.4},
     ...      {"method": "awd", "wavelet": "a", "val_score": 0.3}]
-    >>> grid_scores(v, [{"lambda": 0.1, "gamma": 0.01, "name": "a"}]).val_score.tolist()
+    >>> grid_scores(v, [{"l1_coeffs": 0.1, "l1_attr": 0.01, "point": "a"}]).val_score.tolist()
     [0.3]
     """
     rows = []
     for p in grid_points:
-        fam = "awd" if p["gamma"] > 0 else "awd_gamma0"
+        fam = "awd" if p["l1_attr"] > 0 else "awd_gamma0"
         scores = [
             r["val_score"]
             for r in validation
-            if r["method"] == fam and r.get("wavelet") == p["name"]
+            if r["method"] == fam and r.get("wavelet") == p["point"]
         ]
         rows.append(
             {
-                "lambda": p["lambda"],
-                "gamma": p["gamma"],
-                "wavelet": p["name"],
+                "lambda": p["l1_coeffs"],
+                "gamma": p["l1_attr"],
+                "wavelet": p["point"],
                 "val_score": min(scores) if scores else np.nan,
             }
         )
@@ -286,11 +282,45 @@ def _constraint_fig(interp: dict):
     return fig
 
 
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
+def _answer(data: dict[str, Any]) -> str:
+    """The opening paragraph: the AWD student, the teacher, db5 and the trivial predictor."""
+    m = data["metrics"]
+    sel = data["selection"]
+
+    def cell(method: str, p: str) -> str:
+        row = m[(m.method == method) & (m.target == p)]
+        if row.empty:
+            return "n/a"
+        return f"{row.value.iloc[0]:.4f} ± {row.sd.iloc[0]:.4f}"
+
+    default = sel.get("default_student") or "awd"
+    db5 = default.replace("awd", "db5", 1)
+    parts = [
+        f"On {sel['n_test']} test maps ({sel['n_pix']}² pixels over {sel['side_angle_deg']:g}°), "
+        f"the AWD student selected on validation ({default}) reaches RMSE "
+        f"Ω_m {cell(default, 'omega_m')} and σ_8 {cell(default, 'sigma_8')}; "
+        f"the teacher {cell('teacher', 'omega_m')} and {cell('teacher', 'sigma_8')}"
+    ]
+    if db5 in set(m.method):
+        parts.append(f"db5 with the same student {cell(db5, 'omega_m')} and {cell(db5, 'sigma_8')}")
+    parts.append(
+        f"the training mean {cell('trivial', 'omega_m')} and {cell('trivial', 'sigma_8')}"
+        " (RMSE ± bootstrap SD)."
+    )
+    return "; ".join(parts)
+
+
+def _table(metrics: pd.DataFrame, parameters: dict[str, int]) -> pd.DataFrame:
+    rows = []
+    for method, group in metrics.groupby("method", sort=False):
+        row: dict[str, Any] = {"method": method}
+        for p in PARAMETERS:
+            r = group[group.target == p]
+            row[f"RMSE {p}"] = f"{r.value.iloc[0]:.5f} ± {r.sd.iloc[0]:.5f}" if len(r) else "–"
+        row["seconds per map"] = f"{group.seconds_per_item.iloc[0]:.3g}"
+        row["parameters"] = int(group.n_parameters.iloc[0])
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
@@ -313,76 +343,50 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     ValueError, FileNotFoundError
         Not a cosmology run directory, or not evaluated yet.
     """
-    run_dir = check_run_dir(run_dir)
-    out = Path(out) if out is not None else run_dir / "report"
-    data = _load(run_dir)
-    grid = json.loads((run_dir / "distill" / "grid.json").read_text())["points"]
+    run = RunDir.open(run_dir, DOMAIN)
+    out = Path(out) if out is not None else run.step_dir("report")
+    data = _load(run.root)
+    grid = json.loads((run.root / "distill" / "grid.json").read_text())["points"]
     interp, arrays = data["interp"], data["arrays"]
     scores = grid_scores(data["validation"], grid)
     # The numbers behind two figures, as tables (``awd figures`` redraws from them).
     write_csv(out / "validation_grid.csv", scores.to_dict("records"))
     write_csv(out / "peak_histograms.csv", peak_histogram_table(arrays).to_dict("records"))
-    figures: dict[str, bytes] = {}
-    makers = {
-        "wavelet.png": lambda: _wavelet_fig(interp),
-        "filters_2d.png": lambda: _filters_fig(interp, arrays),
-        "peak_histograms.png": lambda: _hist_fig(arrays),
-        "attribution_bands.png": lambda: _attr_fig(interp),
-        "top_coefficients.png": lambda: _top_fig(interp, arrays),
-        "fourier_trim.png": lambda: _fourier_fig(interp),
-        "pred_vs_true.png": lambda: _pred_fig(data["preds"], data["metrics"]),
-        "validation_grid.png": lambda: _grid_fig(scores),
-        "constraints.png": lambda: _constraint_fig(interp),
-    }
-    for name, make in makers.items():
-        figures[name] = _png(make())
-        atomic_write(out / name, lambda p, b=figures[name]: p.write_bytes(b))
     sel = data["selection"]
-    table = data["metrics"].pivot(index="method", columns="parameter", values=["rmse", "rmse_sd"])
-    order = list(dict.fromkeys(data["metrics"].method))
-    rows = []
-    for m in order:
-        cells = "".join(
-            f"<td>{table.loc[m, ('rmse', p)]:.5f} ({table.loc[m, ('rmse_sd', p)]:.5f})</td>"
-            for p in PARAMETERS
-        )
-        t = data["metrics"][data["metrics"].method == m].predict_seconds_per_map.iloc[0]
-        n_par = sel.get("parameters", {}).get(m, "")
-        rows.append(f"<tr><td>{html.escape(m)}</td>{cells}<td>{t:.3g}</td><td>{n_par}</td></tr>")
-    speed = sel.get("speed_ratio_teacher_over_awd")
-    speed_r = sel.get("speed_ratio_resnet18_over_awd")
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>AWD cosmology report</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px}"
-        "img{max-width:100%}</style></head><body>",
-        "<h1>Adaptive wavelet distillation: weak-lensing (Omega_m, sigma_8)</h1>",
-        f"<p>{html.escape(sel.get('split', ''))}. Maps: {sel.get('n_pix')}<sup>2</sup> over "
-        f"{sel.get('side_angle_deg')} deg; train/val/test {sel.get('n_train')}/"
-        f"{sel.get('n_val')}/{sel.get('n_test')}; {sel.get('n_train_cosmologies')} training "
-        "cosmologies.</p>",
-        f"<p>Selected AWD wavelet: <b>{html.escape(str(interp.get('wavelet')))}</b>. "
-        f"End-to-end prediction, teacher forward / AWD student: "
-        f"<b>{speed:.3g}x</b>; a ResNet-18 forward / AWD student: <b>{speed_r:.3g}x</b>"
-        f" ({sel.get('torch_threads')} threads, {sel.get('timing_maps')} maps).</p>"
-        if speed
-        else "",
-        "<h2>Results (test split)</h2><table><tr><th>method</th><th>RMSE Omega_m (SD)</th>"
-        "<th>RMSE sigma_8 (SD)</th><th>seconds per map</th><th>parameters</th></tr>",
-        *rows,
-        "</table>",
-    ]
+    makers = {
+        "wavelet": lambda: _wavelet_fig(interp),
+        "filters_2d": lambda: _filters_fig(interp, arrays),
+        "peak_histograms": lambda: _hist_fig(arrays),
+        "attribution_bands": lambda: _attr_fig(interp),
+        "top_coefficients": lambda: _top_fig(interp, arrays),
+        "fourier_trim": lambda: _fourier_fig(interp),
+        "pred_vs_true": lambda: _pred_fig(data["preds"], data["metrics"]),
+        "validation_grid": lambda: _grid_fig(scores),
+        "constraints": lambda: _constraint_fig(interp),
+    }
+    answer = Section("").paragraph(_answer(data), css="answer")
+    answer.paragraph(
+        f"Split: {sel.get('split', '')}. Train/val/test {sel.get('n_train')}/"
+        f"{sel.get('n_val')}/{sel.get('n_test')} maps; {sel.get('n_train_cosmologies')} "
+        f"training cosmologies. Selected AWD wavelet: {interp.get('wavelet')}."
+    )
+    results = Section("Results (test split)").table(
+        _table(data["metrics"], sel.get("parameters", {})),
+        caption="RMSE ± bootstrap SD; end-to-end prediction time per map (one thread); "
+        "parameters the predictor stores.",
+    )
+    figures = Section("Figures")
     for name, caption in FIGURES.items():
-        b64 = base64.b64encode(figures[name]).decode("ascii")
-        parts.append(
-            f"<h3>{html.escape(name)}</h3><p>{html.escape(caption)}</p>"
-            f"<img alt='{html.escape(name)}' src='data:image/png;base64,{b64}'>"
-        )
-    parts.append("<h2>Selection</h2><pre>")
-    parts.append(html.escape(json.dumps(sel.get("selection", {}), indent=1)))
-    parts.append("</pre></body></html>")
-    text = "\n".join(parts)
-    path = atomic_write(out / "report.html", lambda p: p.write_text(text))
+        figures.figure(name, makers[name], caption)
+    selection = pd.DataFrame(
+        [{"method": m, **{k: v for k, v in c.items()}} for m, c in sel.get("selection", {}).items()]
+    )
+    details = Section("").details(
+        "Settings chosen on validation, per method",
+        Section("").table(selection),
+    )
+    path = write_page(out, "Adaptive wavelet distillation: weak-lensing (Ω_m, σ_8)",
+                      [answer, results, figures, details])  # fmt: skip
     atomic_write(out / "metrics.md", lambda p: p.write_text(metrics_markdown(data["metrics"])))
     logger.info("report written to %s", path)
     return path

@@ -25,10 +25,15 @@ import torch
 from torch import Tensor
 
 from cosmology.statistics import filter_maps, find_peaks, minkowski_functionals, power_spectrum
-from shared.losses import flatten_coeffs
+from shared.coeffs import band_names as _band_names
+from shared.coeffs import flatten_coeffs
+from shared.students import Savable, class_map
 
 __all__ = [
+    "STUDENT_CLASSES",
     "ConcatFeatures",
+    "ConstantPredictor",
+    "MapStudent",
     "MinkowskiFeatures",
     "MultiscalePeakFeatures",
     "PeakFilterFeatures",
@@ -180,7 +185,7 @@ def _peak_values(maps: Tensor, filtered: Tensor) -> tuple[Tensor, Tensor]:
     return filtered[which, :, row, col], which
 
 
-class PeakFilterFeatures:
+class PeakFilterFeatures(Savable):
     """Histograms of filtered map values at the map's peaks (the paper's student).
 
     Peaks are strict 8-neighbour maxima of the map away from its edges; each of the
@@ -266,6 +271,22 @@ class PeakFilterFeatures:
             out.append(self.histogram(values, which, chunk.shape[0]))
         return np.concatenate(out)
 
+    def get_state(self) -> dict:
+        state = super().get_state()
+        fn = state.pop("filter_fn")
+        if fn is not None and fn is not roberts_cross:
+            raise TypeError("only the Roberts-cross filter function can be saved")
+        state["filter"] = None if fn is None else "roberts_cross"
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict) -> PeakFilterFeatures:
+        state = dict(state)
+        name = state.pop("filter")
+        obj = super().from_state(state)
+        obj.filter_fn = {None: None, "roberts_cross": roberts_cross}[name]
+        return obj
+
     def names(self) -> list[str]:
         tags = (
             ["LL", "LH", "HL", "HH"]
@@ -281,16 +302,16 @@ def band_names(levels: int) -> list[str]:
     Examples
     --------
     >>> band_names(2)
-    ['A2', 'H2', 'V2', 'D2', 'H1', 'V1', 'D1']
+    ['cA2', 'cH2', 'cV2', 'cD2', 'cH1', 'cV1', 'cD1']
     """
-    return [f"A{levels}"] + [f"{b}{j}" for j in range(levels, 0, -1) for b in "HVD"]
+    return _band_names(levels, ndim=2)
 
 
 def _bands(coeffs) -> list[tuple[str, Tensor]]:
     return list(zip(band_names(len(coeffs) - 1), flatten_coeffs(coeffs), strict=True))
 
 
-class MultiscalePeakFeatures:
+class MultiscalePeakFeatures(Savable):
     """Peak-height histograms of every level and band of the 2D wavelet coefficients.
 
     For each band (``A4, H4, V4, D4, ..., D1``) the strict local maxima of the band and of
@@ -351,7 +372,7 @@ class MultiscalePeakFeatures:
         ]
 
 
-class WaveletL1Features:
+class WaveletL1Features(Savable):
     """The wavelet l1-norm: per band, the sum of ``|coefficient|`` in bins of its value.
 
     For each band of the 2D transform (``A_J, H_J, V_J, D_J, ..., D_1``) the coefficient
@@ -407,7 +428,7 @@ class WaveletL1Features:
         ]
 
 
-class PowerSpectrumFeatures:
+class PowerSpectrumFeatures(Savable):
     """log10 of the binned power spectrum (log-spaced multipoles from the fundamental).
 
     Examples
@@ -432,7 +453,7 @@ class PowerSpectrumFeatures:
         return np.log10(np.maximum(power.double().numpy(), 1e-30))
 
 
-class PixelQuantileFeatures:
+class PixelQuantileFeatures(Savable):
     """Per-map pixel quantiles (the shortcut of noiseless lognormal maps).
 
     Examples
@@ -453,7 +474,7 @@ class PixelQuantileFeatures:
         return torch.quantile(x, q, dim=1).T.numpy()
 
 
-class MinkowskiFeatures:
+class MinkowskiFeatures(Savable):
     """Minkowski functionals V0, V1, V2 (lenstools) on thresholds from training quantiles."""
 
     def __init__(self, side_angle_deg: float, n_bins: int = 10, coverage: float = 0.98) -> None:
@@ -471,7 +492,7 @@ class MinkowskiFeatures:
         return mf.reshape(mf.shape[0], -1)
 
 
-class ConcatFeatures:
+class ConcatFeatures(Savable):
     """Several feature objects side by side (power spectrum + peaks)."""
 
     def __init__(self, parts: Sequence) -> None:
@@ -502,7 +523,7 @@ def check_predictions(pred: np.ndarray, what: str) -> np.ndarray:
     return pred
 
 
-class TemplateChi2:
+class TemplateChi2(Savable):
     """The paper's chi-square template classifier over the training cosmologies.
 
     ``fit`` keeps, for every distinct parameter vector, the mean feature vector and the
@@ -572,8 +593,10 @@ class TemplateChi2:
         return k * d + n_prec * d * (d + 1) // 2
 
 
-class _MultiOutput:
+class _MultiOutput(Savable):
     """One regressor per output column, behind fit/predict (for xgboost)."""
+
+    _state_exclude = ("factory",)
 
     def __init__(self, factory: Callable[[], object]) -> None:
         self.factory = factory
@@ -593,7 +616,7 @@ class _MultiOutput:
         return total
 
 
-class _Ridge:
+class _Ridge(Savable):
     """log1p of counts is not needed: features are standardised, then ridge."""
 
     def __init__(self, alpha: float) -> None:
@@ -651,3 +674,134 @@ def make_regressor(
             )
         )
     raise ValueError(f"unknown regressor {kind!r}; accepted: ridge, xgboost")
+
+
+class ConstantPredictor(Savable):
+    """The trivial student: the training mean of every target, whatever the map.
+
+    Examples
+    --------
+    >>> ConstantPredictor().fit(None, np.array([[0.2, 0.8], [0.4, 0.8]])).predict(np.zeros((2, 3)))
+    array([[0.3, 0.8],
+           [0.3, 0.8]])
+    """
+
+    def fit(self, X, y: np.ndarray) -> ConstantPredictor:
+        self.mean_ = np.asarray(y, dtype=np.float64).mean(0, keepdims=True)
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return np.repeat(self.mean_, len(X), 0)
+
+    def n_parameters(self) -> int:
+        return int(self.mean_.size)
+
+
+class _NoFeatures(Savable):
+    """Features of nothing, for the trivial student: one empty row per map."""
+
+    def fit(self, maps: Tensor) -> _NoFeatures:
+        return self
+
+    def transform(self, maps: Tensor) -> np.ndarray:
+        return np.zeros((maps.shape[0], 0))
+
+
+class MapStudent(Savable):
+    """A fitted student: map features and a predictor of the targets, applied end to end.
+
+    Parameters
+    ----------
+    features : object
+        A fitted feature object (``transform(maps) -> (B, F)``).
+    model : object
+        A fitted predictor (``predict(X) -> (B, n_targets)``).
+    method : str
+        The method's name in the run's ``metrics.csv``.
+    n_pix, side_angle_deg : int, float
+        The geometry of the maps it was fitted on; other maps are refused.
+    targets : tuple of str
+        What the columns of a prediction are.
+    wavelet : str, optional
+        The grid point of the learned wavelet it reads the maps through.
+    n_taps : int
+        Learned filter taps it depends on (counted as parameters; 0 for fixed filters).
+
+    Examples
+    --------
+    >>> maps = torch.randn(6, 32, 32); y = np.random.default_rng(0).normal(size=(6, 2))
+    >>> feats = PixelQuantileFeatures((0.1, 0.5, 0.9)).fit(maps)
+    >>> model = make_regressor("ridge", alpha=1.0).fit(feats.transform(maps), y)
+    >>> s = MapStudent(feats, model, "pixel_quantiles_ridge", 32, 3.5, ("omega_m", "sigma_8"))
+    >>> s.predict(maps).shape
+    (6, 2)
+    """
+
+    def __init__(
+        self,
+        features,
+        model,
+        method: str,
+        n_pix: int,
+        side_angle_deg: float,
+        targets: Sequence[str],
+        wavelet: str | None = None,
+        n_taps: int = 0,
+    ) -> None:
+        self.features = features
+        self.model = model
+        self.method = method
+        self.n_pix = int(n_pix)
+        self.side_angle_deg = float(side_angle_deg)
+        self.targets = tuple(targets)
+        self.wavelet = wavelet
+        self.n_taps = int(n_taps)
+
+    @classmethod
+    def trivial(cls, y: np.ndarray, n_pix: int, side_angle_deg: float, targets) -> MapStudent:
+        """The training-mean student."""
+        return cls(
+            _NoFeatures(),
+            ConstantPredictor().fit(None, y),
+            "trivial",
+            n_pix,
+            side_angle_deg,
+            targets,
+        )
+
+    def check_maps(self, maps: Tensor, source: str = "maps") -> None:
+        """Refuse maps of another size than the student was fitted on."""
+        if maps.ndim != 3 or tuple(maps.shape[-2:]) != (self.n_pix, self.n_pix):
+            raise ValueError(
+                f"{source}: maps of shape {tuple(maps.shape[-2:])}; the student "
+                f"{self.method!r} was fitted on {self.n_pix}x{self.n_pix} maps"
+            )
+
+    def predict(self, maps: Tensor) -> np.ndarray:
+        """Predictions ``(B, n_targets)`` for maps ``(B, N, N)``, checked to be finite."""
+        self.check_maps(maps)
+        pred = self.model.predict(self.features.transform(maps))
+        return check_predictions(pred, f"the student {self.method!r}")
+
+    def n_parameters(self) -> int:
+        """Numbers the student stores to predict: the predictor's, plus learned taps."""
+        count = getattr(self.model, "n_parameters", None)
+        return (int(count()) if callable(count) else 0) + self.n_taps
+
+
+#: The classes a saved cosmology student may contain (see :func:`shared.students.load_student`).
+STUDENT_CLASSES = class_map(
+    PeakFilterFeatures,
+    MultiscalePeakFeatures,
+    WaveletL1Features,
+    PowerSpectrumFeatures,
+    PixelQuantileFeatures,
+    MinkowskiFeatures,
+    ConcatFeatures,
+    TemplateChi2,
+    _MultiOutput,
+    _Ridge,
+    ConstantPredictor,
+    _NoFeatures,
+    MapStudent,
+)

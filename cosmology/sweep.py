@@ -3,9 +3,9 @@
 The task of :mod:`shared.sweep` for this domain; everything reuses the pipeline's code:
 
 - ``base["run"]`` names a cosmology run directory with a trained teacher (its
-  ``config.yaml`` gives the data and settings); without it, ``base["data"]`` (a map root)
-  and an optional ``base["config"]`` YAML give them, and ``prepare`` trains the teacher
-  once into ``<sweep>/teacher/teacher.pt``;
+  ``run.json`` and ``config.yaml`` give the data and settings); without it,
+  ``base["data"]`` (a map root) and an optional ``base["config"]`` YAML give them, and
+  ``prepare`` trains the teacher once into ``<sweep>/teacher/model.safetensors|json``;
 - each point is distilled by :func:`cosmology.pipeline.distill_point`, warm-started from
   the previous point of its chain, and saved as ``<point>/wavelet.safetensors|json``;
 - its ``val_score`` is the multiscale ridge student (peak histograms of every level and
@@ -24,43 +24,33 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from cosmology.config import RunConfig, check_run_dir, load_config
+from cosmology.config import DOMAIN, RunConfig, load_config
 from cosmology.pipeline import (
     Splits,
     distill_inputs,
     distill_point,
     load_splits,
-    run_train_teacher,
     teacher_path,
 )
 from cosmology.student import MultiscalePeakFeatures, make_regressor
-from cosmology.teacher import load_teacher
+from cosmology.teacher import load_teacher, save_teacher, train_teacher
 from shared import PenaltyWeights
 from shared.config import settings_to_overrides
-from shared.runs import load_transform, write_json
+from shared.evaluation import mean_scaled_rmse, n_parameters
+from shared.runs import RunDir, load_transform, write_json
 
-__all__ = ["CosmologySweepTask", "make_task", "student_score"]
+__all__ = ["CosmologySweepTask", "make_task"]
 
 logger = logging.getLogger(__name__)
 
 _KNOWN_KEYS = {"run", "data", "config", "settings"}
-
-
-def student_score(pred: np.ndarray, y: np.ndarray, scale: np.ndarray) -> float:
-    """Mean over targets of RMSE / training SD (lower is better).
-
-    Examples
-    --------
-    >>> student_score(np.ones((4, 2)), np.zeros((4, 2)), np.array([1.0, 2.0]))
-    0.75
-    """
-    return float(np.mean(np.sqrt(((pred - y) ** 2).mean(0)) / scale))
 
 
 class CosmologySweepTask:
@@ -73,8 +63,8 @@ class CosmologySweepTask:
 
     Examples
     --------
-    >>> task = CosmologySweepTask({"data": "maps", "settings": {"distill": {"epochs": 3}}})
-    >>> task.greater_is_better, task.config.distill.epochs
+    >>> task = CosmologySweepTask({"data": "maps", "settings": {"distill": {"n_maps": 3}}})
+    >>> task.greater_is_better, task.config.distill.n_maps
     (False, 3)
     """
 
@@ -86,21 +76,20 @@ class CosmologySweepTask:
         if unknown:
             raise ValueError(f"unknown base key(s) {unknown}; known: {sorted(_KNOWN_KEYS)}")
         overrides = settings_to_overrides(base.get("settings"))
-        self.run = Path(base["run"]) if base.get("run") else None
-        if self.run is not None:
-            if base.get("config"):
-                raise ValueError("give base.run or base.config, not both")
-            check_run_dir(self.run)
-            path = self.run / "config.yaml"
-            if not path.is_file():
-                raise ValueError(f"{self.run}: config.yaml is missing; run train-teacher first")
-            cfg = load_config(path, overrides)
+        self.run: RunDir | None = None
+        if base.get("run"):
+            if base.get("config") or base.get("data"):
+                raise ValueError("give base.run, or base.data (and base.config), not both")
+            self.run = RunDir.open(base["run"], DOMAIN)
+            if not self.run.config_path.is_file():
+                raise ValueError(f"{self.run.root}: config.yaml is missing; train its teacher")
+            self.data = self.run.data_path
+            cfg = load_config(self.run.config_path, overrides)
         else:
+            if not base.get("data"):
+                raise ValueError("base needs 'run' (a run directory) or 'data' (a map root)")
+            self.data = Path(base["data"]).resolve()
             cfg = load_config(base.get("config"), overrides)
-        if base.get("data"):
-            cfg = cfg.override([f"data.root={json.dumps(str(base['data']))}"])
-        if not cfg.data.root:
-            raise ValueError("base needs 'run' (a run directory) or 'data' (a map root)")
         self.config: RunConfig = cfg
         self._splits: Splits | None = None
         self._test: Splits | None = None
@@ -109,23 +98,35 @@ class CosmologySweepTask:
     def splits(self) -> Splits:
         """Training and validation maps (read once per process; never the test split)."""
         if self._splits is None:
-            self._splits = load_splits(self.config, ("train", "val"))
+            self._splits = load_splits(self.data, self.config, ("train", "val"))
         return self._splits
 
     def _teacher_file(self, root: Path) -> Path:
-        return teacher_path(self.run if self.run is not None else root)
+        return teacher_path(self.run if self.run is not None else Path(root))
 
     def prepare(self, root: Path) -> None:
         """Check the data; check the run's teacher or train one (once per sweep folder)."""
         splits = self.splits()
         path = self._teacher_file(Path(root))
-        if path.exists():
+        if path.with_suffix(".safetensors").exists():
             load_teacher(path, n_pix=splits.n_pix)
             return
         if self.run is not None:
-            raise ValueError(f"{self.run}: no trained teacher ({path} is missing)")
+            raise ValueError(f"{self.run.root}: no trained teacher ({path} is missing)")
         logger.info("teacher: training on %d maps", splits.maps["train"].shape[0])
-        run_train_teacher(Path(root), self.config, splits=splits)
+        model, history = train_teacher(
+            splits.maps["train"],
+            torch.as_tensor(splits.targets["train"]),
+            splits.maps["val"],
+            torch.as_tensor(splits.targets["val"]),
+            self.config.teacher,
+            path.parent,
+        )
+        save_teacher(model, path, splits.n_pix, {"settings": asdict(self.config.teacher)})
+        write_json(
+            path.parent / "history.json",
+            {"parameters": n_parameters(model), "history": history},
+        )
 
     # -- points ------------------------------------------------------------------------
     def _student(self, transform, alpha: float, splits: Splits):
@@ -149,18 +150,8 @@ class CosmologySweepTask:
         x_train, x_val = distill_inputs(splits, self.config.distill)
         teacher = load_teacher(self._teacher_file(out.parent), n_pix=splits.n_pix)
         transform, history = distill_point(
-            x_train,
-            x_val,
-            teacher,
-            self.config.distill,
-            weights,
-            warm_start,
-            out / "wavelet",
-            checkpoint_dir=out / "checkpoint",
-            resume=True,
+            x_train, x_val, teacher, self.config.distill, weights, warm_start, out, progress=False
         )
-        # The saved wavelet supersedes the checkpoint; keep the sweep folder small.
-        shutil.rmtree(out / "checkpoint", ignore_errors=True)
         s = self.config.student
         feats = MultiscalePeakFeatures(transform, s.multiscale_bins, s.multiscale_coverage)
         feats.fit(splits.maps["train"])
@@ -172,7 +163,7 @@ class CosmologySweepTask:
             pred = make_regressor("ridge", alpha=alpha).fit(Xtr, ytr).predict(Xva)
             if not np.all(np.isfinite(pred)):
                 continue
-            score = student_score(pred, yva, scale)
+            score = mean_scaled_rmse(pred, yva, scale)
             if best is None or score < best[0]:
                 best = (score, float(alpha), pred)
         if best is None:
@@ -191,12 +182,12 @@ class CosmologySweepTask:
         out = Path(out)
         choice = json.loads((out / "student.json").read_text())
         if self._test is None:
-            self._test = load_splits(self.config, ("test",))
+            self._test = load_splits(self.data, self.config, ("test",))
         transform = load_transform(out / "wavelet")
         feats, model = self._student(transform, float(choice["alpha"]), self.splits())
         pred = model.predict(feats.transform(self._test.maps["test"]))
         y = self._test.targets["test"]
-        result = {"score": student_score(pred, y, self._scale())}
+        result = {"score": mean_scaled_rmse(pred, y, self._scale())}
         rmse = np.sqrt(((pred - y) ** 2).mean(0))
         for name, value in zip(self.config.data.targets, rmse, strict=True):
             result[f"rmse_{name}"] = float(value)
@@ -208,7 +199,7 @@ def make_task(base: dict[str, Any]) -> CosmologySweepTask:
 
     Examples
     --------
-    >>> make_task({"data": "maps"}).config.data.root
+    >>> make_task({"data": "maps"}).data.name
     'maps'
     """
     return CosmologySweepTask(base)

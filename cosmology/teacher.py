@@ -8,7 +8,8 @@ parameters (TRIM attributions of Omega_m and sigma_8 then have the same units).
 Training (:func:`train_teacher`) is Adam on the mean squared error of the standardised
 targets, with random flips and 90-degree rotations (the maps' statistics are invariant
 under the dihedral group), early stopping on the validation loss, a checkpoint after every
-epoch and resume. Checkpoints and the final teacher are plain tensors and numbers saved by
+epoch and resume. The trained teacher is saved as safetensors + JSON
+(:func:`shared.runs.save_model`); checkpoints are plain tensors and numbers saved by
 ``torch.save`` and read back with ``torch.load(..., weights_only=True)``.
 """
 
@@ -28,16 +29,16 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from cosmology.config import TeacherConfig
-from shared.runs import atomic_write
+from shared.runs import atomic_write, load_model, save_model
 
 __all__ = [
     "ResNet18",
     "SmallCNN",
     "build_teacher",
-    "count_parameters",
     "dihedral_augment",
     "load_teacher",
     "predict",
+    "read_teacher_meta",
     "save_teacher",
     "train_teacher",
 ]
@@ -186,7 +187,8 @@ def build_teacher(arch: str = "small", width: int | None = None, n_out: int = 2)
 
     Examples
     --------
-    >>> count_parameters(build_teacher("resnet18"))
+    >>> from shared.evaluation import n_parameters
+    >>> n_parameters(build_teacher("resnet18"))
     11171266
     """
     if arch == "small":
@@ -194,17 +196,6 @@ def build_teacher(arch: str = "small", width: int | None = None, n_out: int = 2)
     if arch == "resnet18":
         return ResNet18(n_out, width or 64)
     raise ValueError(f"unknown teacher architecture {arch!r}; accepted: small, resnet18")
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of parameters (trainable ones, frozen or not).
-
-    Examples
-    --------
-    >>> count_parameters(nn.Linear(3, 2))
-    8
-    """
-    return sum(p.numel() for p in model.parameters())
 
 
 def dihedral_augment(x: Tensor, generator: torch.Generator) -> Tensor:
@@ -234,18 +225,27 @@ def dihedral_augment(x: Tensor, generator: torch.Generator) -> Tensor:
 def save_teacher(
     model: nn.Module, path: str | os.PathLike, n_pix: int, extra: dict[str, Any] | None = None
 ) -> Path:
-    """Save a teacher's weights and what they mean (architecture, width, map size)."""
-    payload = {
-        "format": TEACHER_FORMAT,
-        "format_version": 1,
+    """Save a teacher as ``NAME.safetensors`` (weights) + ``NAME.json`` (what they mean).
+
+    The JSON holds the architecture, width, outputs and map size the teacher was trained
+    on, and ``extra`` (its settings, the side angle, the targets).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = save_teacher(SmallCNN(width=4), pathlib.Path(tempfile.mkdtemp()) / "model", 32)
+    >>> load_teacher(p, n_pix=32).arch
+    'small'
+    """
+    meta = {
+        "kind": TEACHER_FORMAT,
         "arch": model.arch,
         "width": _width_of(model),
         "n_out": int(model.scale.target_mean.numel()),
         "n_pix": int(n_pix),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "extra": extra or {},
     }
-    return atomic_write(path, lambda p: torch.save(payload, p))
+    return save_model(model, path, meta)
 
 
 def _width_of(model: nn.Module) -> int:
@@ -254,16 +254,12 @@ def _width_of(model: nn.Module) -> int:
     return int(model.stem[0].out_channels)
 
 
-def _read_payload(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: teacher file not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle errors, truncation: all reported the same way
-        raise ValueError(f"{path}: not a readable teacher file ({err})") from None
-    if not isinstance(payload, dict) or payload.get("format") != TEACHER_FORMAT:
-        raise ValueError(f"{path}: not an awd cosmology teacher file")
-    return payload
+def read_teacher_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The description of a saved teacher (no weights are read)."""
+    _, meta = load_model(path)
+    if meta.get("kind") != TEACHER_FORMAT:
+        raise ValueError(f"{path}: not an awd cosmology teacher (kind={meta.get('kind')!r})")
+    return meta
 
 
 def load_teacher(
@@ -274,7 +270,7 @@ def load_teacher(
     Parameters
     ----------
     path
-        The ``teacher.pt`` file.
+        The teacher (``.../model``, ``.safetensors`` or ``.json``).
     n_pix
         Map size the teacher is about to see; an error if it was trained on another.
     arch
@@ -286,22 +282,23 @@ def load_teacher(
         The file is not a teacher, its weights do not fit the architecture, or it was
         trained on maps of another size; the message names the file.
     """
-    path = Path(path)
-    payload = _read_payload(path)
-    if arch is not None and payload["arch"] != arch:
-        raise ValueError(f"{path}: holds a {payload['arch']!r} teacher, expected {arch!r}")
-    if n_pix is not None and payload["n_pix"] != n_pix:
+    state, meta = load_model(path)
+    if meta.get("kind") != TEACHER_FORMAT:
+        raise ValueError(f"{path}: not an awd cosmology teacher (kind={meta.get('kind')!r})")
+    if arch is not None and meta["arch"] != arch:
+        raise ValueError(f"{path}: holds a {meta['arch']!r} teacher, expected {arch!r}")
+    if n_pix is not None and meta["n_pix"] != n_pix:
         raise ValueError(
-            f"{path}: the teacher was trained on {payload['n_pix']}x{payload['n_pix']} maps, "
+            f"{path}: the teacher was trained on {meta['n_pix']}x{meta['n_pix']} maps, "
             f"these are {n_pix}x{n_pix}"
         )
-    model = build_teacher(payload["arch"], payload["width"], payload["n_out"])
+    model = build_teacher(meta["arch"], meta["width"], meta["n_out"])
     try:
-        model.load_state_dict(payload["state_dict"])
+        model.load_state_dict(state)
     except RuntimeError as err:
         raise ValueError(
-            f"{path}: the weights do not fit a {payload['arch']} teacher "
-            f"(width {payload['width']}): {str(err).splitlines()[0]}"
+            f"{path}: the weights do not fit a {meta['arch']} teacher "
+            f"(width {meta['width']}): {str(err).splitlines()[0]}"
         ) from None
     model.eval()
     for p in model.parameters():

@@ -1,19 +1,32 @@
 """``awd molecular-partner``: data (simulate, track, build-dataset) and the AWD pipeline
-(train-teacher, distill, evaluate, report)."""
+(train-teacher, distill, evaluate, report, predict).
+
+Every pipeline step works on one run directory (``--run RUN``, the contract of
+:class:`shared.runs.RunDir`); errors are one line ``error: ...`` with exit code 2.
+"""
 
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 
 import typer
 
+from shared.commands import (
+    CONFIG_OPTION,
+    RUN_OPTION,
+    SET_OPTION,
+    Domain,
+    fail,
+    user_errors,
+)
+
 app = typer.Typer(
     no_args_is_help=True,
+    add_completion=False,
     help=(
-        "Clathrin/auxilin: simulate, track, build the data set, train the LSTM teacher, "
-        "distil wavelets, evaluate students, report."
+        "Clathrin/auxilin: simulate, track, build the data set, train the LSTM teachers, "
+        "distil wavelets, evaluate students, report, predict."
     ),
 )
 
@@ -33,8 +46,9 @@ def simulate(
     """Simulate cells: TCYX movies, ground truth and ideal-tracker tracks."""
     from molecular_partner.simulate import SimulationConfig, simulate_cells
 
-    cfg = SimulationConfig(n_frames=n_frames, shape=(size, size), n_pits=n_pits)
-    tracks, truth = simulate_cells(n_cells, cfg, seed=seed, out_dir=out, movies=movies)
+    with user_errors():
+        cfg = SimulationConfig(n_frames=n_frames, shape=(size, size), n_pits=n_pits)
+        tracks, truth = simulate_cells(n_cells, cfg, seed=seed, out_dir=out, movies=movies)
     typer.echo(f"{n_cells} cell(s), {len(truth)} pits, {len(tracks)} ideal tracks -> {out}")
 
 
@@ -51,18 +65,18 @@ def track(
     from molecular_partner.tracking import track_movie
 
     if aux is not None and len(movies) != 1:
-        raise typer.BadParameter("--aux goes with exactly one clathrin movie")
+        fail("--aux goes with exactly one clathrin movie")
     tables, failed = [], []
     for m in movies:
         try:
             tables.append(track_movie(m, aux))
-        except ValueError as err:
+        except (ValueError, FileNotFoundError) as err:
             if len(movies) == 1:
-                raise typer.BadParameter(str(err)) from err
-            warnings.warn(f"skipped: {err}", stacklevel=1)
+                fail(str(err))
+            typer.echo(f"warning: skipped {m}: {err}", err=True)
             failed.append(str(m))
     if not tables:
-        raise typer.BadParameter("no movie could be tracked: " + ", ".join(failed))
+        fail("no movie could be tracked: " + ", ".join(failed))
     import pandas as pd
 
     df = pd.concat(tables, ignore_index=True)
@@ -113,8 +127,8 @@ def build_dataset_cmd(
             apply_gates=gates,
             source=", ".join(map(str, inputs)),
         )
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
+    except (ValueError, FileNotFoundError) as err:
+        fail(str(err))
     path = write_dataset(ds, out)
     m = ds.meta
     typer.echo(
@@ -124,219 +138,110 @@ def build_dataset_cmd(
 
 
 # --------------------------------------------------------------------------- AWD pipeline
-_CONFIG_HELP = "YAML config (sections teacher, distill, evaluate)."
-_SET_HELP = "Override a setting: section.field=value (repeatable)."
-
-
-def _load(config: Path | None, overrides: list[str] | None):
-    from molecular_partner.config import load_config
-
-    try:
-        return load_config(config, overrides)
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
-
-
-def _read_data(data: Path):
-    from molecular_partner.data import read_dataset
-
-    try:
-        table = read_dataset(data)
-    except (ValueError, FileNotFoundError) as err:
-        raise typer.BadParameter(str(err)) from err
-    for col in ("split", "cell"):
-        if col not in table.columns:
-            raise typer.BadParameter(f"{data}: missing column {col!r} (splits are by cell)")
-    return table
-
-
-def _validation_cells(table, n: int, seed: int) -> list[str]:
-    """Training cells held out for early stopping (never test cells)."""
-    from molecular_partner.sweep import validation_cells
-
-    return validation_cells(table, n, seed)
-
-
-def _traces(table):
-    import numpy as np
-
-    return np.stack(table["X_same_length_normalized"].to_list()).astype(np.float32)
-
-
-def _start_run(out: Path, section, seed: int, inputs: dict) -> None:
-    from molecular_partner.config import write_config
-    from shared.runs import environment_info, write_json
-
-    out.mkdir(parents=True, exist_ok=True)
-    write_config(section, out / "config.yaml")
-    write_json(
-        out / "inputs.json", {k: str(v) if v is not None else None for k, v in inputs.items()}
-    )
-    write_json(out / "env.json", environment_info(seed))
 
 
 @app.command("train-teacher")
 def train_teacher_cmd(
-    data: Path = typer.Argument(..., help="Data set folder or dataset.parquet."),
-    out: Path = typer.Option(..., help="Run directory."),
-    outcome: str = typer.Option("regression", help="regression (MSE) or binary (BCE)."),
-    config: Path | None = typer.Option(None, help=_CONFIG_HELP),
-    set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
+    run: Path = RUN_OPTION,
+    data: Path | None = typer.Option(
+        None, help="The data set (a folder written by build-dataset; new runs)."
+    ),
+    config: Path | None = CONFIG_OPTION,
+    overrides: list[str] | None = SET_OPTION,
 ) -> None:
-    """Train the LSTM teacher on the training cells (early stopping on held-out cells)."""
-    import dataclasses
+    """Start a run on a data set and train its LSTM teachers (one per outcome)."""
+    from molecular_partner.pipeline import check_step_overrides, run_train_teacher, start_run
 
-    import numpy as np
-
-    from molecular_partner.evaluate import OUTCOMES
-    from molecular_partner.teacher import predict, save_teacher, train_teacher
-    from shared.runs import write_json
-
-    if outcome not in OUTCOMES:
-        raise typer.BadParameter(f"--outcome must be one of {sorted(OUTCOMES)}, got {outcome!r}")
-    cfg = _load(config, set_).teacher
-    if outcome == "binary" and cfg.loss != "bce":
-        cfg = dataclasses.replace(cfg, loss="bce")
-    table = _read_data(data)
-    column = OUTCOMES[outcome]
-    if column not in table.columns:
-        raise typer.BadParameter(f"{data}: outcome column {column!r} is missing")
-    train = table[table["split"] == "train"]
-    val_cells = _validation_cells(table, cfg.val_cells, cfg.seed)
-    is_val = train["cell"].astype(str).isin(val_cells).to_numpy()
-    x, y = _traces(train), train[column].to_numpy(dtype=np.float32)
-    _start_run(out, cfg, cfg.seed, {"data": data, "outcome": outcome})
-    try:
-        model, history = train_teacher(
-            x[~is_val],
-            y[~is_val],
-            cfg,
-            x_val=x[is_val],
-            y_val=y[is_val],
-            checkpoint_dir=out,
-        )
-    except ValueError as err:
-        raise typer.BadParameter(f"{data}: {err}") from err
-    save_teacher(model, out / "teacher", history=history, settings=cfg)
-    write_json(out / "history.json", history)
-    summary = {"outcome": outcome, "val_cells": val_cells, "epochs_run": len(history)}
-    for name, mask in (("fit", ~is_val), ("val", is_val)):
-        if mask.any():
-            p = predict(model, x[mask])
-            if outcome == "regression":
-                ss = float(np.sum((y[mask] - y[mask].mean()) ** 2)) or float("nan")
-                summary[f"{name}_r2"] = 1.0 - float(np.sum((y[mask] - p) ** 2)) / ss
-            else:
-                summary[f"{name}_accuracy"] = float(np.mean((p >= 0.5) == (y[mask] == 1)))
-    write_json(out / "metrics.json", summary)
-    typer.echo(f"teacher trained ({len(history)} epochs) -> {out / 'teacher.safetensors'}")
-
-
-def _teacher(path: Path, length: int = 40):
-    from molecular_partner.teacher import load_teacher
-
-    try:
-        return load_teacher(path, length=length)
-    except (ValueError, FileNotFoundError) as err:
-        raise typer.BadParameter(str(err)) from err
+    with user_errors():
+        check_step_overrides(overrides or [], "teacher")
+        run_dir, cfg = start_run(run, data, config, overrides or [])
+        summary = run_train_teacher(run_dir, cfg)
+    parts = []
+    for outcome in cfg.teacher.outcomes:
+        part = summary[outcome]
+        score = part.get("val_r2", part.get("val_accuracy"))
+        what = "R²" if "val_r2" in part else "accuracy"
+        shown = f", validation {what} {score:.3f}" if score is not None else ""
+        parts.append(f"{outcome} ({part['epochs_run']} epochs{shown})")
+    typer.echo(f"teachers trained: {'; '.join(parts)} -> {run / 'teacher'}")
 
 
 @app.command("distill")
 def distill_cmd(
-    data: Path = typer.Argument(..., help="Data set folder or dataset.parquet."),
-    teacher: Path = typer.Option(..., help="Teacher run directory or file."),
-    out: Path = typer.Option(..., help="Run directory."),
-    config: Path | None = typer.Option(None, help=_CONFIG_HELP),
-    set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
+    run: Path = RUN_OPTION,
+    overrides: list[str] | None = SET_OPTION,
+    workers: int = typer.Option(1, min=1, help="Parallel chains (processes)."),
 ) -> None:
-    """Distil wavelets through the teacher over the lambda x gamma grid (resumable)."""
-    from molecular_partner.distillation import distill_grid
+    """Distil wavelets through the regression teacher over the lambda x gamma grid.
 
-    cfg = _load(config, set_)
-    table = _read_data(data)
-    model = _teacher(teacher)
-    train = table[table["split"] == "train"]
-    val_cells = _validation_cells(table, cfg.teacher.val_cells, cfg.teacher.seed)
-    is_val = train["cell"].astype(str).isin(val_cells).to_numpy()
-    x = _traces(train)
-    _start_run(out, cfg.distill, cfg.distill.seed, {"data": data, "teacher": teacher})
-    try:
-        entries = distill_grid(x[~is_val], model, cfg.distill, out_dir=out, x_val=x[is_val])
-    except ValueError as err:
-        raise typer.BadParameter(f"{data}: {err}") from err
-    typer.echo(f"{len(entries)} wavelets distilled -> {out / 'wavelets'}")
+    Finished points are kept: rerunning the command resumes an interrupted grid.
+    """
+    from molecular_partner.pipeline import open_run, run_distill
+    from shared.sweep import Engine
+
+    with user_errors():
+        run_dir, cfg = open_run(run, overrides or [], "distill")
+        records = run_distill(
+            run_dir, cfg, engine=Engine(workers=workers), overrides=overrides or []
+        )
+    typer.echo(f"{len(records)} wavelets distilled -> {run / 'distill'}")
 
 
 @app.command("evaluate")
-def evaluate_cmd(
-    data: Path = typer.Argument(..., help="Data set folder or dataset.parquet."),
-    teacher: Path = typer.Option(..., help="Regression (MSE) teacher: run directory or file."),
-    distilled: Path = typer.Option(..., "--distilled", help="Distillation run directory."),
-    out: Path = typer.Option(..., help="Run directory."),
-    teacher_binary: Path | None = typer.Option(None, help="BCE teacher for the binary outcome."),
-    outcomes: str = typer.Option("regression,binary", help="Outcomes to evaluate."),
-    config: Path | None = typer.Option(None, help=_CONFIG_HELP),
-    set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
-) -> None:
+def evaluate_cmd(run: Path = RUN_OPTION, overrides: list[str] | None = SET_OPTION) -> None:
     """Select students by grouped CV on training cells; score them on the test cells."""
-    from molecular_partner.distillation import read_grid
-    from molecular_partner.evaluate import evaluate
+    from molecular_partner.evaluate import run_evaluate
+    from molecular_partner.pipeline import open_run
 
-    cfg = _load(config, set_).evaluate
-    table = _read_data(data)
-    model = _teacher(teacher)
-    binary = _teacher(teacher_binary) if teacher_binary is not None else None
-    try:
-        grid = read_grid(distilled)
-    except (ValueError, FileNotFoundError) as err:
-        raise typer.BadParameter(str(err)) from err
-    _start_run(
-        out,
-        cfg,
-        cfg.seed,
-        {
-            "data": data,
-            "teacher": teacher,
-            "teacher_binary": teacher_binary,
-            "distilled": distilled,
-        },
-    )
-    try:
-        metrics = evaluate(
-            table,
-            model,
-            grid,
-            cfg,
-            out_dir=out,
-            teacher_binary=binary,
-            outcomes=tuple(o.strip() for o in outcomes.split(",") if o.strip()),
-            source=str(data),
-        )
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
-    typer.echo(metrics.to_string(index=False))
+    with user_errors():
+        run_dir, cfg = open_run(run, overrides or [], "evaluate")
+        metrics = run_evaluate(run_dir, cfg)
+    typer.echo(f"{metrics.method.nunique()} methods scored -> {run / 'evaluate' / 'metrics.csv'}")
+    typer.echo(f"students saved -> {run / 'students'}")
 
 
 @app.command("report")
 def report_cmd(
-    run: Path = typer.Argument(..., help="Evaluation run directory."),
-    out: Path | None = typer.Option(None, help="Output folder (default: the run directory)."),
+    run: Path = RUN_OPTION,
+    out: Path | None = typer.Option(None, help="Output folder (default: RUN/report)."),
 ) -> None:
     """Write the HTML report, its PNGs and the Markdown results table."""
     from molecular_partner.report import write_report
 
-    try:
+    with user_errors():
         path = write_report(run, out)
-    except (ValueError, FileNotFoundError) as err:
-        raise typer.BadParameter(str(err)) from err
     typer.echo(f"report -> {path}")
+
+
+@app.command("predict")
+def predict_cmd(
+    tracks: list[Path] = typer.Argument(
+        ..., help="ProcessedTracks.mat files, parquet track tables, or folders of them."
+    ),
+    run: Path = RUN_OPTION,
+    out: Path = typer.Option(..., help="The predictions CSV to write."),
+    method: str | None = typer.Option(
+        None, help="A saved student (default: the AWD student selected by grouped CV)."
+    ),
+) -> None:
+    """Predict auxilin recruitment of new tracks with a run's saved students.
+
+    Tracks the data set's cleaning rules drop are written to OUT_dropped.csv with reasons.
+    """
+    from molecular_partner.predict import _dropped_path, predict_files
+
+    with user_errors():
+        table, dropped = predict_files(run, tracks, out, method)
+    used = table["student"].iloc[0] if len(table) else method
+    typer.echo(f"{len(table)} tracks predicted with {used} -> {out}")
+    typer.echo(f"{len(dropped)} tracks dropped by the cleaning rules -> {_dropped_path(out)}")
 
 
 # --------------------------------------------------------------------------- demo
 _DEMO_SIZES = {
     # cells, pits per cell, teacher epochs, distillation epochs, lambdas, gammas, bootstrap
-    "full": (6, 600, 30, 8, "0.001,0.005", "0,0.1", 500),
-    "quick": (4, 300, 4, 2, "0.001", "0,0.1", 50),
+    "full": (6, 600, 30, 8, (0.001, 0.005), (0.0, 0.1), 500),
+    "quick": (4, 300, 4, 2, (0.001,), (0.0, 0.1), 50),
 }
 _DEMO_ROWS = ("awd", "awd_gamma0", "db5", "awd_xgboost", "teacher", "hand_features")
 
@@ -355,7 +260,7 @@ def _metrics_table(metrics) -> str:
             f"{rows.loc[m, 'value']:.3f} ({rows.loc[m, 'sd']:.3f})" if m in rows.index else "–"
             for m in ("r2", "auc")
         ]
-        seconds = rows["predict_seconds_per_trace"].iloc[0]
+        seconds = rows["seconds_per_item"].iloc[0]
         lines.append(f"| {method} | {cells[0]} | {cells[1]} | {seconds:.2e} |")
     return "\n".join(lines)
 
@@ -365,12 +270,13 @@ def run_demo(out: Path, quick: bool = False) -> dict:
 
     Simulates cells (tracks only, no movies), builds the data set (the last cell is the
     test cell), trains the regression and binary LSTM teachers, distils a small
-    lambda x gamma grid, evaluates every student and baseline and writes the report.
+    lambda x gamma grid, evaluates and saves every student and baseline and writes the
+    report: ``out/run`` is a complete run directory that ``predict`` accepts.
 
     Parameters
     ----------
     out : Path
-        Output folder (one run directory per step).
+        Output folder (``sim/``, ``data/`` and the run directory ``run/``).
     quick : bool
         Tiny sizes (seconds; for tests) instead of the demo's (a few minutes on 2 cores).
 
@@ -389,7 +295,11 @@ def run_demo(out: Path, quick: bool = False) -> dict:
     """
     import time
 
-    from molecular_partner.evaluate import read_metrics
+    from molecular_partner.data import build_dataset, load_tracks, write_dataset
+    from molecular_partner.evaluate import read_metrics, run_evaluate
+    from molecular_partner.pipeline import run_distill, run_train_teacher, start_run
+    from molecular_partner.report import write_report
+    from molecular_partner.simulate import SimulationConfig, simulate_cells
 
     tic = time.perf_counter()
     out = Path(out)
@@ -397,37 +307,34 @@ def run_demo(out: Path, quick: bool = False) -> dict:
     cells, pits, t_epochs, d_epochs, lambdas, gammas, boot = _DEMO_SIZES[
         "quick" if quick else "full"
     ]
-
-    def step(*args: object) -> None:
-        logger.info("[demo] molecular-partner %s", args[0])
-        app([str(a) for a in args], standalone_mode=False)
-
-    teacher = ["--set", f"teacher.epochs={t_epochs}", "--set", "teacher.patience=10"]
-    step("simulate", "--out", out / "sim", "--n-cells", cells, "--n-pits", pits, "--no-movies")
-    step(
-        "build-dataset", out / "sim" / "tracks.parquet", "--out", out / "data",
-        "--test-cells", f"cell{cells}",
-    )  # fmt: skip
-    step("train-teacher", out / "data", "--out", out / "teacher", *teacher)
-    step(
-        "train-teacher", out / "data", "--out", out / "teacher_bin", "--outcome", "binary",
-        *teacher,
-    )  # fmt: skip
-    step(
-        "distill", out / "data", "--teacher", out / "teacher", "--out", out / "distill",
-        "--set", f"distill.lambdas={lambdas}", "--set", f"distill.gammas={gammas}",
-        "--set", f"distill.epochs={d_epochs}", "--set", "distill.patience=null",
-    )  # fmt: skip
-    step(
-        "evaluate", out / "data", "--teacher", out / "teacher", "--teacher-binary",
-        out / "teacher_bin", "--distilled", out / "distill", "--out", out / "evaluate",
-        "--set", f"evaluate.n_bootstrap={boot}", "--set", "evaluate.xgb_estimators=100",
-        "--set", "evaluate.xgb_depths=2", "--set", "evaluate.timing_repeats=5",
-    )  # fmt: skip
-    step("report", out / "evaluate")
-    metrics = read_metrics(out / "evaluate")
+    logger.info("[demo] molecular-partner: simulating %d cells", cells)
+    simulate_cells(cells, SimulationConfig(n_pits=pits), seed=0, out_dir=out / "sim", movies=False)
+    # The tracks as a user's would arrive: read back from the tracks table on disk.
+    tracks = load_tracks([out / "sim" / "tracks.parquet"])
+    write_dataset(build_dataset(tracks, test_cells=[f"cell{cells}"], seed=0), out / "data")
+    sets = [
+        f"teacher.epochs={t_epochs}",
+        "teacher.patience=10",
+        f"distill.lambdas={list(lambdas)}",
+        f"distill.gammas={list(gammas)}",
+        f"distill.train.epochs={d_epochs}",
+        "distill.train.patience=null",
+        f"evaluate.n_bootstrap={boot}",
+        "evaluate.xgb_estimators=[100]",
+        "evaluate.xgb_depths=[2]",
+        "evaluate.timing_repeats=5",
+    ]
+    run, cfg = start_run(out / "run", out / "data", None, sets)
+    logger.info("[demo] molecular-partner: teachers")
+    run_train_teacher(run, cfg)
+    logger.info("[demo] molecular-partner: distillation")
+    run_distill(run, cfg)
+    logger.info("[demo] molecular-partner: students and baselines")
+    run_evaluate(run, cfg)
+    report = write_report(run.root)
+    metrics = read_metrics(run.root / "evaluate")
     return {
-        "report": str(out / "evaluate" / "report.html"),
+        "report": str(report),
         "table": _metrics_table(metrics),
         "metrics": metrics.to_dict(orient="records"),
         "seconds": time.perf_counter() - tic,
@@ -457,7 +364,7 @@ def _results_figure(run: Path, out: Path) -> list[Path]:
             "AUC (SD)": [fmt(r.auc, r.auc_sd) for r in table.itertuples()],
             "compression rate": [fmt(r.compression_rate) for r in table.itertuples()],
             "parameters": [fmt(r.n_parameters, spec=".0f") for r in table.itertuples()],
-            "s / trace": [fmt(r.predict_seconds_per_trace, spec=".2g") for r in table.itertuples()],
+            "s / trace": [fmt(r.seconds_per_item, spec=".2g") for r in table.itertuples()],
         },
         index=table["method"],
     )
@@ -497,3 +404,14 @@ def make_figures(results: Path, out: Path, report) -> None:
     report.build(
         "molecular-partner λ×γ heatmap", [selection], lambda: _grid_heatmap(selection, out)
     )
+
+
+#: The molecular-partner domain, offered to ``awd`` through the ``awd.domains`` entry point.
+DOMAIN = Domain(
+    name="molecular-partner",
+    app=app,
+    run_demo=run_demo,
+    make_figures=make_figures,
+    sweep_task="molecular_partner.sweep:make_task",
+    loggers=("molecular_partner",),
+)

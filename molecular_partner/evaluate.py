@@ -1,144 +1,152 @@
 """Evaluation: select on training cells, score once on held-out cells, time end to end.
 
 For each outcome (``regression``: ``Y_sig_mean_normalized``, scored by R^2; ``binary``:
-``y_consec_thresh``, scored by AUC, F1 and accuracy):
+``y_consec_thresh``, scored by AUC, F1 and accuracy), in named steps:
 
-1. every distilled wavelet of the grid, and plain db5, gives the paper's 30 features
-   (top 6 per scale); a linear student (OLS / logistic) is scored by cross-validation
-   grouped by cell on the *training cells only*; the best wavelet with gamma > 0 is
-   ``awd``, the best with gamma = 0 is ``awd_gamma0`` (the ablation);
-2. ``awd_xgboost``: top-k values and positions of the ``awd`` wavelet into xgboost, its
-   depth and size chosen by the same grouped CV;
-3. baselines: ``db5`` (same features, plain db5), ``teacher`` (the LSTM),
-   ``hand_features`` (lifetime, peak amplitude, rise time) and ``train_mean``;
-4. all are refitted on all training cells and scored once on the test cells, with a
-   bootstrap SD over test traces;
-5. end-to-end prediction time per trace: transform + features + predictor from the
-   normalised traces, against the teacher's forward pass on the same traces.
-
-Outputs (run directory): ``metrics.csv`` (``method, metric, value, sd, n_test,
-predict_seconds_per_trace``), ``selection.csv``, ``predictions.csv``, ``methods.json``,
-``importance.json``, ``examples.json`` and the selected wavelets under ``wavelets/``.
+1. :func:`select_on_validation`: every distilled wavelet of the grid, and plain db5,
+   gives the paper's 30 features (top 6 per scale); a linear student (OLS / logistic) is
+   scored by cross-validation grouped by cell on the *training cells only*; the best
+   wavelet with gamma > 0 is ``awd``, the best with gamma = 0 is ``awd_gamma0`` (the
+   ablation); ``awd_xgboost`` (top-k values and positions of the ``awd`` wavelet) gets
+   its depth and size from the same grouped CV;
+2. :func:`refit_and_score`: every method is refitted on all training cells as a
+   :class:`~molecular_partner.student.TraceStudent` (saved under ``RUN/students/``) and
+   predicts the test cells; baselines: ``db5`` (same features, plain db5), ``teacher``
+   (the LSTM), ``hand_features`` (lifetime, peak amplitude, rise time) and
+   ``train_mean``;
+3. :func:`time_methods`: end-to-end prediction time per trace under one protocol
+   (:func:`shared.evaluation.seconds_per_item`), beside the teacher's forward pass;
+4. :func:`write_interpretation`: per-scale importance and example traces;
+5. :func:`write_evaluation`: ``metrics.csv`` (:data:`shared.evaluation.METRICS_COLUMNS`),
+   ``comparisons.csv`` (paired bootstrap over the same test traces), ``selection.csv``,
+   ``predictions.csv``, ``methods.json`` and the selected wavelets under ``wavelets/``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import warnings
-from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
-from threadpoolctl import threadpool_limits
 
-from molecular_partner.config import EvaluateSettings
-from molecular_partner.data import load_awd_table
+from molecular_partner.config import OUTCOMES, EvaluateSettings, RunConfig
+from molecular_partner.pipeline import TRACE, RunData, read_run_data, save_config, teacher_path
 from molecular_partner.student import (
     HAND_FEATURES,
+    ConstantPredictor,
+    HandFeatures,
     LinearHead,
     TopCoefficients,
+    TraceStudent,
     band_names,
     grouped_cv_score,
-    hand_features,
     make_linear,
     make_xgboost,
 )
-from molecular_partner.teacher import LSTMTeacher, n_parameters
+from molecular_partner.teacher import LSTMTeacher, load_teacher
 from shared import DWT1d, load_transform, save_transform
 from shared.attributions import compression_rate, trim_attributions
-from shared.runs import atomic_write, write_json
+from shared.evaluation import (
+    COMPARISON_COLUMNS,
+    METRICS,
+    METRICS_COLUMNS,
+    bootstrap_draws,
+    bootstrap_sd,
+    n_parameters,
+    paired_difference,
+    read_metrics,
+    seconds_per_item,
+    select_best,
+    write_table,
+)
+from shared.runs import RunDir, atomic_write, fingerprint, write_json
+from shared.students import save_student
+from shared.sweep import read_grid
 
-__all__ = ["METRICS_COLUMNS", "OUTCOMES", "evaluate", "read_metrics"]
+__all__ = [
+    "METRICS_COLUMNS",
+    "METRICS_OF",
+    "OUTCOMES",
+    "TRACE",
+    "read_metrics",
+    "refit_and_score",
+    "results_table",
+    "run_evaluate",
+    "select_on_validation",
+    "time_methods",
+    "write_evaluation",
+]
 
 logger = logging.getLogger(__name__)
 
-METRICS_COLUMNS = ["method", "metric", "value", "sd", "n_test", "predict_seconds_per_trace"]
-OUTCOMES = {"regression": "Y_sig_mean_normalized", "binary": "y_consec_thresh"}
-TRACE = "X_same_length_normalized"
-
-
-# --------------------------------------------------------------------------- metrics
-def _r2(y: np.ndarray, p: np.ndarray) -> float:
-    ss = float(np.sum((y - y.mean()) ** 2))
-    return float("nan") if ss == 0 else 1.0 - float(np.sum((y - p) ** 2)) / ss
-
-
-def _auc(y: np.ndarray, p: np.ndarray) -> float:
-    return float("nan") if len(np.unique(y)) < 2 else float(roc_auc_score(y, p))
-
-
-def _f1(y: np.ndarray, p: np.ndarray) -> float:
-    return float(f1_score(y, p >= 0.5, zero_division=0.0))
-
-
-def _accuracy(y: np.ndarray, p: np.ndarray) -> float:
-    return float(accuracy_score(y, p >= 0.5))
-
-
-METRIC_FUNCS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "r2": _r2,
-    "auc": _auc,
-    "f1": _f1,
-    "accuracy": _accuracy,
-}
 METRICS_OF = {"regression": ("r2",), "binary": ("auc", "f1", "accuracy")}
 
 
-def _bootstrap_sd(metric: str, y: np.ndarray, p: np.ndarray, draws: np.ndarray) -> float:
-    if len(draws) < 2:
-        return float("nan")
-    fn = METRIC_FUNCS[metric]
-    values = np.array([fn(y[i], p[i]) for i in draws])
-    values = values[np.isfinite(values)]
-    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+@dataclass
+class Context:
+    """What every step reads: settings, data, teachers, wavelets and their features."""
+
+    s: EvaluateSettings
+    data: RunData
+    teachers: dict[str, LSTMTeacher]
+    transforms: dict[str, DWT1d]
+    info: dict[str, dict[str, Any]]
+    kinds: list[str]
+    feats: dict[str, TopCoefficients] = field(init=False)
+    f_tr: dict[str, np.ndarray] = field(init=False)
+    f_te: dict[str, np.ndarray] = field(init=False)
+    x_tr: np.ndarray = field(init=False)
+    x_te: np.ndarray = field(init=False)
+    groups: np.ndarray = field(init=False)
+    hand: HandFeatures | None = field(init=False)
+    compression: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.x_tr, self.x_te = self.data.traces("train"), self.data.traces("test")
+        self.groups = self.data.train["cell"].astype(str).to_numpy()
+        self.feats = {
+            name: TopCoefficients(t, k=self.s.top_k, length=self.x_tr.shape[1])
+            for name, t in self.transforms.items()
+        }
+        self.f_tr = {name: f(self.x_tr) for name, f in self.feats.items()}
+        self.f_te = {name: f(self.x_te) for name, f in self.feats.items()}
+        self.hand = None
+        if all(c in self.data.table.columns for c in ("X", "lifetime_s")):
+            self.hand = HandFeatures().fit(self.data.train)
+
+    def y(self, kind: str, split: str) -> np.ndarray:
+        part = self.data.train if split == "train" else self.data.test
+        y = part[OUTCOMES[kind]].to_numpy(dtype=np.float64)
+        return y.astype(int) if kind == "binary" else y
+
+    @property
+    def n_test(self) -> int:
+        return len(self.x_te)
 
 
-def _time_per_trace(fn: Callable[[], object], n: int, repeats: int) -> float:
-    # One thread for torch and for numpy's BLAS alike, so no method gains from threads
-    # the other does not use, and a busy machine disturbs both the same way.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            fn()  # warm-up: first-call allocations and lazy initialisation are not prediction
-            times = []
-            for _ in range(max(1, repeats)):
-                tic = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - tic)
-    finally:
-        torch.set_num_threads(threads)
-    return float(np.median(times)) / max(n, 1)
+@dataclass
+class Scored:
+    """A method scored on the test cells of one outcome."""
+
+    method: str
+    pred: np.ndarray
+    student: TraceStudent | None
+    n_parameters: int
+    seconds: float = float("nan")
+    record: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- inputs
-def _check_table(table: pd.DataFrame, teacher: LSTMTeacher, source: str) -> pd.DataFrame:
-    table = load_awd_table(table, length=len(table[TRACE].iloc[0]) if len(table) else 40)
-    length = len(table[TRACE].iloc[0])
-    if length != teacher.length:
-        raise ValueError(
-            f"{source}: traces have length {length} but the teacher expects {teacher.length}"
-        )
-    for col in ("split", "cell"):
-        if col not in table.columns:
-            raise ValueError(f"{source}: missing column {col!r} (splits and CV are by cell)")
-    splits = set(table["split"].unique())
-    if not {"train", "test"} <= splits:
-        raise ValueError(f"{source}: needs 'train' and 'test' rows, found {sorted(splits)}")
-    return table
 
 
-def _outcomes(table: pd.DataFrame, source: str, wanted: tuple[str, ...]) -> list[str]:
+def _outcomes(table: pd.DataFrame, source: str, wanted) -> list[str]:
     kinds = []
     for kind in wanted:
-        if kind not in OUTCOMES:
-            raise ValueError(f"unknown outcome {kind!r}; known: {sorted(OUTCOMES)}")
         if OUTCOMES[kind] not in table.columns:
             warnings.warn(
                 f"{source}: outcome column {OUTCOMES[kind]!r} is missing; the {kind} "
@@ -154,325 +162,273 @@ def _outcomes(table: pd.DataFrame, source: str, wanted: tuple[str, ...]) -> list
     return kinds
 
 
-# --------------------------------------------------------------------------- evaluate
-def evaluate(
-    table: pd.DataFrame,
-    teacher: LSTMTeacher,
-    grid: list[dict[str, Any]],
-    settings: EvaluateSettings | None = None,
-    *,
-    out_dir: str | Path,
-    teacher_binary: LSTMTeacher | None = None,
-    outcomes: tuple[str, ...] = ("regression", "binary"),
-    source: str = "data set",
-) -> pd.DataFrame:
-    """Select, fit and score every method; write the evaluation run directory.
-
-    Parameters
-    ----------
-    table : DataFrame
-        AWD layout with ``cell`` and ``split`` columns (``train``/``test``); ``X`` and
-        ``lifetime_s`` enable the hand-feature baseline.
-    teacher : LSTMTeacher
-        The distilled teacher (regression outcome, MSE).
-    grid : list of dict
-        Distilled wavelets (:func:`molecular_partner.distillation.read_grid`).
-    settings : EvaluateSettings, optional
-    out_dir : path
-        Run directory.
-    teacher_binary : LSTMTeacher, optional
-        A BCE teacher for the binary outcome's ``teacher`` row (else that row is left
-        out, with a warning, unless ``teacher`` itself is a BCE teacher).
-    outcomes : tuple of str
-        Which outcomes to evaluate.
-    source : str
-        Name of the data in messages.
-
-    Returns
-    -------
-    DataFrame
-        The rows of ``metrics.csv``.
-
-    Examples
-    --------
-    See ``tests/molecular_partner/test_mp_pipeline.py`` (runs on a tiny simulated set).
-    """
-    s = settings or EvaluateSettings()
-    out = Path(out_dir)
-    table = _check_table(table, teacher, source)
-    kinds = _outcomes(table, source, outcomes)
+def context(run: RunDir, cfg: RunConfig, data: RunData | None = None) -> Context:
+    """Load what the evaluation of ``run`` reads: data set, teachers, distilled grid."""
+    data = data or read_run_data(run.data_path, cfg)
+    run.require("teacher", "awd molecular-partner train-teacher")
+    run.require("distill", "awd molecular-partner distill")
+    source = str(run.data_path)
+    kinds = _outcomes(data.table, source, cfg.teacher.outcomes)
+    teachers = {k: load_teacher(teacher_path(run, k), length=cfg.teacher.length) for k in kinds}
+    grid = read_grid(run.root / "distill")["points"]
     if not grid:
-        raise ValueError("the distillation grid is empty")
-    train = table[table["split"] == "train"].reset_index(drop=True)
-    test = table[table["split"] == "test"].reset_index(drop=True)
-    x_tr = np.stack(train[TRACE].to_list()).astype(np.float32)
-    x_te = np.stack(test[TRACE].to_list()).astype(np.float32)
-    groups = train["cell"].astype(str).to_numpy()
-    n_te = len(x_te)
-    rng = np.random.default_rng(s.seed)
-    draws = rng.integers(0, n_te, size=(s.n_bootstrap, n_te)) if s.n_bootstrap else np.zeros(0)
-
+        raise ValueError(f"{run.root}: the distillation grid is empty")
     transforms: dict[str, DWT1d] = {}
     info: dict[str, dict[str, Any]] = {}
-    for e in grid:
-        transforms[e["name"]] = load_transform(e["path"])
-        info[e["name"]] = {"lambda": e["lambda"], "gamma": e["gamma"]}
+    for p in grid:
+        transforms[p["point"]] = load_transform(p["wavelet"])
+        info[p["point"]] = {"lambda": p["l1_coeffs"], "gamma": p["l1_attr"]}
     first = next(iter(transforms.values()))
     transforms["db5"] = DWT1d("db5", levels=first.levels, mode=first.mode)
     info["db5"] = {"lambda": None, "gamma": None}
-    feats = {
-        name: TopCoefficients(t, k=s.top_k, length=x_tr.shape[1]) for name, t in transforms.items()
-    }
-    f_tr = {name: f(x_tr) for name, f in feats.items()}
-    f_te = {name: f(x_te) for name, f in feats.items()}
-    hand_ok = all(c in table.columns for c in ("X", "lifetime_s"))
-    if not hand_ok:
+    ctx = Context(cfg.evaluate, data, teachers, transforms, info, kinds)
+    if ctx.hand is None:
         warnings.warn(
             f"{source}: no raw 'X'/'lifetime_s' columns; the hand-feature baseline is skipped",
             stacklevel=2,
         )
-    else:
-        h_tr = hand_features(train)
-        medians = h_tr.median()
-        h_tr = h_tr.fillna(medians).to_numpy()
+    return ctx
 
-    rows: list[dict[str, Any]] = []
-    selection: list[dict[str, Any]] = []
-    predictions = pd.DataFrame({"cell": test["cell"].astype(str)})
-    methods: dict[str, dict[str, Any]] = {}
-    chosen: dict[str, dict[str, str]] = {}
-    x_te_t = torch.from_numpy(x_te)
-    # The paper's compactness of each wavelet on the test traces, under the MSE teacher.
-    compression: dict[str, float] = {}
 
-    for kind in kinds:
-        y_tr = train[OUTCOMES[kind]].to_numpy(dtype=np.float64)
-        y_te = test[OUTCOMES[kind]].to_numpy(dtype=np.float64)
-        if kind == "binary":
-            y_tr, y_te = y_tr.astype(int), y_te.astype(int)
-            if len(np.unique(y_tr)) < 2:
-                raise ValueError(f"{source}: the training cells have one class only")
-            if len(np.unique(y_te)) < 2:
-                warnings.warn(
-                    f"{source}: the test cells have a single class ({int(y_te[0])}); AUC is "
-                    "undefined and reported as NaN",
-                    stacklevel=2,
-                )
-        predictions[f"y_{kind}"] = y_te
-        preds: dict[str, np.ndarray] = {}
-        timing: dict[str, float] = {}
+# --------------------------------------------------------------------------- step 1: select
 
-        # 1. selection of the wavelet by grouped CV on training cells
-        for name in feats:
-            score = grouped_cv_score(
-                lambda kind=kind: make_linear(kind), f_tr[name], y_tr, groups, kind, s.cv_folds
-            )
-            selection.append({"outcome": kind, "wavelet": name, **info[name], "cv_score": score})
-        sel = pd.DataFrame([r for r in selection if r["outcome"] == kind])
-        grid_rows = sel[sel["wavelet"] != "db5"]
-        picks = {
-            "awd": grid_rows[grid_rows["gamma"] > 0],
-            "awd_gamma0": grid_rows[grid_rows["gamma"] == 0],
-            "db5": sel[sel["wavelet"] == "db5"],
-        }
-        chosen[kind] = {}
-        for method, cand in picks.items():
-            cand = cand[np.isfinite(cand["cv_score"])]
-            if cand.empty:
-                warnings.warn(
-                    f"no wavelet for {method!r} ({kind}): the grid has no such point", stacklevel=2
-                )
-                continue
-            name = str(cand.loc[cand["cv_score"].idxmax(), "wavelet"])
-            chosen[kind][method] = name
-            model = make_linear(kind).fit(f_tr[name], y_tr)
-            head = LinearHead.from_sklearn(model)
-            preds[method] = (
-                model.predict(f_te[name])
-                if kind == "regression"
-                else model.predict_proba(f_te[name])[:, 1]
-            )
-            fe = feats[name]
-            timing[method] = _time_per_trace(
-                lambda fe=fe, head=head: head.predict(fe(x_te)),
-                n_te,
-                s.timing_repeats,
-            )
-            taps = 0 if method == "db5" else len(transforms[name].wavelet)
-            if name not in compression and teacher.loss == "mse":
-                compression[name] = compression_rate(teacher, transforms[name], x_te_t[:, None])
-            methods.setdefault(method, {})[kind] = {
-                "wavelet": name,
-                **info[name],
-                "cv_score": float(cand["cv_score"].max()),
-                "n_parameters": taps + head.n_parameters,
-                "filter_taps": taps,
-                "predictor": type(model).__name__,
-                "features": f"top {s.top_k} values per scale ({len(fe.feature_names)})",
-                "compression_rate": compression.get(name),
-                "predict_only_seconds_per_trace": _time_per_trace(
-                    lambda name=name, model=model: model.predict(f_te[name]),
-                    n_te,
-                    s.timing_repeats,
-                ),
-                "coefficients": dict(zip(fe.feature_names, head.weight.tolist(), strict=True)),
-            }
-            if method == "awd" and kind == "regression":
-                _save_selected(transforms[name], out / "wavelets" / "awd", info[name], name)
-            if method == "awd_gamma0" and kind == "regression":
-                _save_selected(transforms[name], out / "wavelets" / "awd_gamma0", info[name], name)
 
-        # 2. xgboost on values and positions of the selected AWD wavelet
-        if "awd" in chosen[kind]:
-            name = chosen[kind]["awd"]
-            fx = TopCoefficients(transforms[name], k=s.top_k, positions=True, length=x_tr.shape[1])
-            fx_tr = fx(x_tr)
-            best = (-np.inf, None)
-            for n_est in s.xgb_estimators:
-                for depth in s.xgb_depths:
+def _check_classes(ctx: Context, kind: str) -> None:
+    if kind != "binary":
+        return
+    if len(np.unique(ctx.y(kind, "train"))) < 2:
+        raise ValueError(
+            f"{ctx.data.table.attrs.get('source', 'data set')}: the training "
+            "cells have one class only"
+        )
+    y_te = ctx.y(kind, "test")
+    if len(np.unique(y_te)) < 2:
+        warnings.warn(
+            f"the test cells have a single class ({int(y_te[0])}); AUC is undefined and "
+            "reported as NaN",
+            stacklevel=3,
+        )
 
-                    def mk(n_est=n_est, depth=depth, kind=kind):
-                        return make_xgboost(kind, n_est, depth, s.xgb_learning_rate, s.seed)
 
-                    score = grouped_cv_score(mk, fx_tr, y_tr, groups, kind, s.cv_folds)
-                    selection.append(
-                        {
-                            "outcome": kind,
-                            "wavelet": f"{name}+xgboost(n={n_est},depth={depth})",
-                            **info[name],
-                            "cv_score": score,
-                        }
-                    )
-                    if np.isfinite(score) and score > best[0]:
-                        best = (score, (n_est, depth))
-            n_est, depth = best[1] if best[1] is not None else (s.xgb_estimators[0], 2)
-            xgb = make_xgboost(kind, n_est, depth, s.xgb_learning_rate, s.seed).fit(fx_tr, y_tr)
+def select_on_validation(ctx: Context, kind: str) -> tuple[dict[str, dict], list[dict]]:
+    """Step 1: grouped CV on the training cells chooses the wavelet of ``awd``,
+    ``awd_gamma0`` and ``db5``, then xgboost's depth and size for ``awd_xgboost``.
 
-            def xgb_predict(xgb=xgb, fx=fx, kind=kind):
-                f = fx(x_te)
-                return xgb.predict(f) if kind == "regression" else xgb.predict_proba(f)[:, 1]
-
-            preds["awd_xgboost"] = np.asarray(xgb_predict(), dtype=np.float64)
-            timing["awd_xgboost"] = _time_per_trace(xgb_predict, n_te, s.timing_repeats)
-            n_nodes = len(xgb.get_booster().trees_to_dataframe())
-            methods.setdefault("awd_xgboost", {})[kind] = {
-                "wavelet": name,
-                **info[name],
-                "cv_score": float(best[0]),
-                "n_estimators": n_est,
-                "max_depth": depth,
-                "n_parameters": len(transforms[name].wavelet) + n_nodes,
-                "filter_taps": len(transforms[name].wavelet),
-                "predictor": type(xgb).__name__,
-                "features": f"top {s.top_k} values and positions per scale",
-                "compression_rate": compression.get(name),
-            }
-
-        # 3. teacher
-        t_model = teacher if (kind == "regression") == (teacher.loss == "mse") else None
-        if kind == "binary" and teacher_binary is not None:
-            t_model = teacher_binary
-        if t_model is None:
+    Returns the choice of every method and the rows of ``selection.csv``.
+    """
+    s = ctx.s
+    y_tr = ctx.y(kind, "train")
+    rows = []
+    for name in ctx.feats:
+        score = grouped_cv_score(
+            lambda kind=kind: make_linear(kind), ctx.f_tr[name], y_tr, ctx.groups, kind, s.cv_folds
+        )
+        rows.append({"outcome": kind, "wavelet": name, **ctx.info[name], "cv_score": score})
+    grid_rows = [r for r in rows if r["wavelet"] != "db5"]
+    picks = {
+        "awd": [r for r in grid_rows if r["gamma"] > 0],
+        "awd_gamma0": [r for r in grid_rows if r["gamma"] == 0],
+        "db5": [r for r in rows if r["wavelet"] == "db5"],
+    }
+    choices: dict[str, dict] = {}
+    for method, candidates in picks.items():
+        best, _ = select_best(candidates, "cv_score", greater_is_better=True)
+        if best is None:
             warnings.warn(
-                f"no {'BCE' if kind == 'binary' else 'MSE'} teacher for the {kind} outcome; "
-                "its teacher row is left out",
-                stacklevel=2,
+                f"no wavelet for {method!r} ({kind}): the grid has no such point", stacklevel=2
             )
-        else:
-            if t_model.length != x_te.shape[1]:
-                raise ValueError(
-                    f"the {kind} teacher expects traces of length {t_model.length}, "
-                    f"got {x_te.shape[1]}"
-                )
-            t_model.eval()
+            continue
+        choices[method] = {"wavelet": best["wavelet"], "cv_score": float(best["cv_score"])}
+    if "awd" in choices:
+        choices["awd_xgboost"] = _select_xgboost(ctx, kind, choices["awd"]["wavelet"], rows)
+    return choices, rows
 
-            def teacher_predict(m=t_model):
-                with torch.no_grad():
-                    out = m(x_te_t[:, None, :])[:, 0]
-                    return torch.sigmoid(out) if m.loss == "bce" else out
 
-            preds["teacher"] = teacher_predict().numpy().astype(np.float64)
-            timing["teacher"] = _time_per_trace(teacher_predict, n_te, s.timing_repeats)
-            methods.setdefault("teacher", {})[kind] = {
-                "n_parameters": n_parameters(t_model),
-                "predictor": f"LSTM(1->{t_model.hidden}) + Linear ({t_model.loss})",
-            }
+def _select_xgboost(ctx: Context, kind: str, name: str, rows: list[dict]) -> dict:
+    s = ctx.s
+    y_tr = ctx.y(kind, "train")
+    fx = TopCoefficients(ctx.transforms[name], k=s.top_k, positions=True, length=ctx.x_tr.shape[1])
+    fx_tr = fx(ctx.x_tr)
+    best = (-np.inf, None)
+    for n_est in s.xgb_estimators:
+        for depth in s.xgb_depths:
 
-        # 4. hand features and the training mean
-        if hand_ok:
-            model = make_linear("binary" if kind == "binary" else "regression")
-            model.fit(h_tr, y_tr)
+            def mk(n_est=n_est, depth=depth, kind=kind):
+                return make_xgboost(kind, n_est, depth, s.xgb_learning_rate, s.seed)
 
-            def hand_predict(model=model, kind=kind):
-                h = hand_features(test).fillna(medians).to_numpy()
-                return model.predict(h) if kind == "regression" else model.predict_proba(h)[:, 1]
+            score = grouped_cv_score(mk, fx_tr, y_tr, ctx.groups, kind, s.cv_folds)
+            rows.append(
+                {
+                    "outcome": kind,
+                    "wavelet": f"{name}+xgboost(n={n_est},depth={depth})",
+                    **ctx.info[name],
+                    "cv_score": score,
+                }
+            )
+            if np.isfinite(score) and score > best[0]:
+                best = (score, (n_est, depth))
+    n_est, depth = best[1] if best[1] is not None else (s.xgb_estimators[0], 2)
+    return {
+        "wavelet": name,
+        "cv_score": float(best[0]),
+        "n_estimators": n_est,
+        "max_depth": depth,
+        "features": fx,
+    }
 
-            preds["hand_features"] = np.asarray(hand_predict(), dtype=np.float64)
-            timing["hand_features"] = _time_per_trace(hand_predict, n_te, s.timing_repeats)
-            methods.setdefault("hand_features", {})[kind] = {
-                "n_parameters": len(HAND_FEATURES) + 1,
-                "predictor": type(model).__name__,
-                "features": ", ".join(HAND_FEATURES),
-            }
-        mean = float(y_tr.mean())
-        preds["train_mean"] = np.full(n_te, mean)
-        timing["train_mean"] = _time_per_trace(lambda m=mean: np.full(n_te, m), n_te, 3)
-        methods.setdefault("train_mean", {})[kind] = {"n_parameters": 1, "value": mean}
 
-        # 5. scores
-        for method, p in preds.items():
-            predictions[f"{'pred' if kind == 'regression' else 'prob'}_{method}"] = p
-            for metric in METRICS_OF[kind]:
-                rows.append(
-                    {
-                        "method": method,
-                        "metric": metric,
-                        "value": METRIC_FUNCS[metric](y_te, p),
-                        "sd": _bootstrap_sd(metric, y_te, p, draws),
-                        "n_test": n_te,
-                        "predict_seconds_per_trace": timing[method],
-                    }
-                )
-        logger.info(
-            "%s: %s",
-            kind,
-            ", ".join(f"{r['method']} {r['metric']} {r['value']:.3f}" for r in rows[-len(preds) :]),
+# --------------------------------------------------------------------------- step 2: refit
+
+
+def _linear_student(ctx: Context, kind: str, method: str, choice: dict) -> Scored:
+    name = choice["wavelet"]
+    model = make_linear(kind).fit(ctx.f_tr[name], ctx.y(kind, "train"))
+    # The student predicts with the fitted numbers themselves (fast, and what is saved).
+    head = LinearHead.from_sklearn(model)
+    taps = 0 if method == "db5" else len(ctx.transforms[name].wavelet)
+    student = TraceStudent(ctx.feats[name], head, method, kind, taps + head.n_parameters)
+    teacher = ctx.teachers.get("regression")
+    if name not in ctx.compression and teacher is not None:
+        x = torch.from_numpy(ctx.x_te)[:, None]
+        ctx.compression[name] = compression_rate(teacher, ctx.transforms[name], x)
+    fe = ctx.feats[name]
+    record = {
+        "wavelet": name,
+        **ctx.info[name],
+        "cv_score": choice["cv_score"],
+        "n_parameters": student.n_parameters(),
+        "filter_taps": taps,
+        "predictor": type(model).__name__,
+        "features": f"top {ctx.s.top_k} values per scale ({len(fe.feature_names)})",
+        "compression_rate": ctx.compression.get(name),
+        "coefficients": dict(zip(fe.feature_names, head.weight.tolist(), strict=True)),
+    }
+    pred = student.predict_features(ctx.f_te[name])
+    return Scored(method, pred, student, student.n_parameters(), record=record)
+
+
+def _xgboost_student(ctx: Context, kind: str, choice: dict) -> Scored:
+    s = ctx.s
+    name, fx = choice["wavelet"], choice["features"]
+    xgb = make_xgboost(
+        kind, choice["n_estimators"], choice["max_depth"], s.xgb_learning_rate, s.seed
+    ).fit(fx(ctx.x_tr), ctx.y(kind, "train"))
+    taps = len(ctx.transforms[name].wavelet)
+    n_nodes = len(xgb.get_booster().trees_to_dataframe())
+    student = TraceStudent(fx, xgb, "awd_xgboost", kind, taps + n_nodes)
+    record = {
+        "wavelet": name,
+        **ctx.info[name],
+        "cv_score": choice["cv_score"],
+        "n_estimators": choice["n_estimators"],
+        "max_depth": choice["max_depth"],
+        "n_parameters": student.n_parameters(),
+        "filter_taps": taps,
+        "predictor": type(xgb).__name__,
+        "features": f"top {s.top_k} values and positions per scale",
+        "compression_rate": ctx.compression.get(name),
+    }
+    pred = student.predict_features(fx(ctx.x_te))
+    return Scored("awd_xgboost", pred, student, student.n_parameters(), record=record)
+
+
+def _teacher_scored(ctx: Context, kind: str) -> Scored | None:
+    model = ctx.teachers.get(kind)
+    if model is None:
+        warnings.warn(
+            f"no {'BCE' if kind == 'binary' else 'MSE'} teacher for the {kind} outcome; "
+            "its teacher row is left out",
+            stacklevel=3,
         )
-
-    metrics = pd.DataFrame(rows, columns=METRICS_COLUMNS)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_csv(metrics, out / "metrics.csv")
-    _write_csv(pd.DataFrame(selection), out / "selection.csv")
-    _write_csv(predictions, out / "predictions.csv")
-    write_json(
-        out / "methods.json",
-        {
-            "methods": methods,
-            "chosen": chosen,
-            "split": {
-                "train_cells": sorted(train["cell"].astype(str).unique()),
-                "test_cells": sorted(test["cell"].astype(str).unique()),
-                "n_train": len(train),
-                "n_test": n_te,
-            },
-            "settings": asdict(s),
-            "torch_threads": torch.get_num_threads(),
-        },
+        return None
+    x = torch.from_numpy(ctx.x_te)[:, None, :]
+    with torch.no_grad():
+        out = model.eval()(x)[:, 0]
+        pred = torch.sigmoid(out) if model.loss == "bce" else out
+    record = {
+        "n_parameters": n_parameters(model),
+        "predictor": f"LSTM(1->{model.hidden}) + Linear ({model.loss})",
+    }
+    return Scored(
+        "teacher", pred.numpy().astype(np.float64), None, n_parameters(model), record=record
     )
-    if "regression" in chosen and "awd" in chosen["regression"] and teacher.loss == "mse":
-        name = chosen["regression"]["awd"]
-        _write_interpretation(
-            out, teacher, transforms[name], transforms["db5"], test, x_te, methods, s
+
+
+def refit_and_score(ctx: Context, kind: str, choices: dict[str, dict]) -> dict[str, Scored]:
+    """Step 2: every chosen method refitted on all training cells; test predictions.
+
+    Every method but the teacher becomes a :class:`TraceStudent` whose predictions are
+    the ones scored.
+    """
+    scored: dict[str, Scored] = {}
+    for method in ("awd", "awd_gamma0", "db5"):
+        if method in choices:
+            scored[method] = _linear_student(ctx, kind, method, choices[method])
+    if "awd_xgboost" in choices:
+        scored["awd_xgboost"] = _xgboost_student(ctx, kind, choices["awd_xgboost"])
+    teacher = _teacher_scored(ctx, kind)
+    if teacher is not None:
+        scored["teacher"] = teacher
+    y_tr = ctx.y(kind, "train")
+    if ctx.hand is not None:
+        model = make_linear(kind).fit(ctx.hand(ctx.data.train), y_tr)
+        head = LinearHead.from_sklearn(model)
+        student = TraceStudent(ctx.hand, head, "hand_features", kind, len(HAND_FEATURES) + 1)
+        record = {
+            "n_parameters": student.n_parameters(),
+            "predictor": type(model).__name__,
+            "features": ", ".join(HAND_FEATURES),
+        }
+        scored["hand_features"] = Scored(
+            "hand_features",
+            student.predict(ctx.data.test),
+            student,
+            student.n_parameters(),
+            record=record,
         )
-    return metrics
+    mean = ConstantPredictor().fit(None, y_tr)
+    student = TraceStudent(None, mean, "train_mean", kind, 1)
+    pred = np.full(ctx.n_test, mean.mean_)
+    scored["train_mean"] = Scored(
+        "train_mean", pred, student, 1, record={"n_parameters": 1, "value": mean.mean_}
+    )
+    return scored
 
 
-def _save_selected(transform: DWT1d, path: Path, info: dict, name: str) -> None:
-    save_transform(transform, path, extra={"selected_from": name, **info})
+# --------------------------------------------------------------------------- step 3: time
 
 
-def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    atomic_write(path, lambda p: df.to_csv(p, index=False, float_format="%.6g"))
+def time_methods(ctx: Context, kind: str, scored: dict[str, Scored]) -> None:
+    """Step 3: end-to-end seconds per trace of every method, under one protocol."""
+    n, repeats = ctx.n_test, ctx.s.timing_repeats
+    x_te_t = torch.from_numpy(ctx.x_te)[:, None, :]
+    for method, item in scored.items():
+        if item.student is None:
+            teacher = ctx.teachers[kind]
+
+            def run(m=teacher) -> None:
+                with torch.no_grad():
+                    out = m(x_te_t)[:, 0]
+                    torch.sigmoid(out) if m.loss == "bce" else out
+        elif method == "hand_features":
+
+            def run(student=item.student) -> None:
+                student.predict(ctx.data.test)
+        elif method == "train_mean":
+
+            def run(value=item.pred[0]) -> None:
+                np.full(n, value)
+        else:
+            fe = item.student.features
+
+            def run(student=item.student, fe=fe) -> None:
+                student.predict_features(fe(ctx.x_te))
+
+        reps = 3 if method == "train_mean" else repeats
+        item.seconds = seconds_per_item(run, n, repeats=reps).seconds_per_item
+
+
+# --------------------------------------------------------------------------- step 4: interpret
 
 
 def _band_importance(attr: list[torch.Tensor], bands: list[str]) -> dict[str, float]:
@@ -490,28 +446,23 @@ def _student_importance(coefs: dict[str, float], f_sd: np.ndarray, bands: list[s
     return {b: v / total for b, v in contrib.items()}
 
 
-def _write_interpretation(
-    out: Path,
-    teacher: LSTMTeacher,
-    awd: DWT1d,
-    db5: DWT1d,
-    test: pd.DataFrame,
-    x_te: np.ndarray,
-    methods: dict,
-    s: EvaluateSettings,
-) -> None:
-    """Per-scale importance and example traces with their coefficient attributions."""
+def write_interpretation(out: Path, ctx: Context, awd: DWT1d, methods: dict) -> None:
+    """Step 4: per-scale importance (teacher and students) and example traces."""
+    teacher = ctx.teachers["regression"]
+    db5 = ctx.transforms["db5"]
+    s = ctx.s
+    test = ctx.data.test
     bands = band_names(awd.levels)
-    x = torch.from_numpy(x_te)[:, None, :]
+    x = torch.from_numpy(ctx.x_te)[:, None, :]
     importance: dict[str, Any] = {"bands": bands}
     for label, transform in (("awd", awd), ("db5", db5)):
         attr = trim_attributions(teacher, transform, x, "input_x_gradient", 0)
         importance[f"teacher_{label}"] = _band_importance(attr, bands)
-        feats = TopCoefficients(transform, k=s.top_k, length=x_te.shape[1])
+        feats = TopCoefficients(transform, k=s.top_k, length=ctx.x_te.shape[1])
         coefs = methods.get(label, {}).get("regression", {}).get("coefficients")
         if coefs:
             importance[f"student_{label}"] = _student_importance(
-                coefs, feats(x_te).std(axis=0), bands
+                coefs, feats(ctx.x_te).std(axis=0), bands
             )
     write_json(out / "importance.json", importance)
 
@@ -541,7 +492,7 @@ def _write_interpretation(
                     if "Y_sig_mean_normalized" in test.columns
                     else None,
                     "teacher": float(t_pred[j]),
-                    "trace": x_te[i].tolist(),
+                    "trace": ctx.x_te[i].tolist(),
                     "coefficients": {
                         b: c[j, 0].detach().tolist() for b, c in zip(bands, coeffs, strict=True)
                     },
@@ -551,6 +502,150 @@ def _write_interpretation(
                 }
             )
     write_json(out / "examples.json", {"bands": bands, "examples": examples})
+
+
+# --------------------------------------------------------------------------- step 5: write
+
+
+def _pairs(methods: list[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for a, b in (
+        ("awd", "teacher"),
+        ("awd", "db5"),
+        ("awd", "awd_gamma0"),
+        ("awd_xgboost", "teacher"),
+        ("awd", "hand_features"),
+    ):
+        if a in methods and b in methods:
+            pairs.append((a, b))
+    return pairs
+
+
+def _rows(ctx: Context, kind: str, scored: dict[str, Scored], draws: np.ndarray):
+    y_te = ctx.y(kind, "test")
+    target = OUTCOMES[kind]
+    metrics, comparisons = [], []
+    for item in scored.values():
+        for metric in METRICS_OF[kind]:
+            fn = METRICS[metric].fn
+            metrics.append(
+                {
+                    "method": item.method,
+                    "target": target,
+                    "metric": metric,
+                    "value": fn(y_te, item.pred),
+                    "sd": bootstrap_sd(fn, y_te, item.pred, draws),
+                    "n_test": ctx.n_test,
+                    "seconds_per_item": item.seconds,
+                    "n_parameters": item.n_parameters,
+                }
+            )
+    for a, b in _pairs(list(scored)):
+        for metric in METRICS_OF[kind]:
+            diff, sd = paired_difference(
+                METRICS[metric].fn, y_te, scored[a].pred, scored[b].pred, draws
+            )
+            comparisons.append(
+                {"a": a, "b": b, "target": target, "metric": metric, "diff": diff, "sd": sd}
+            )
+    return metrics, comparisons
+
+
+def _default_student(selected: dict[str, dict[str, dict]]) -> str | None:
+    """The AWD student with the best grouped-CV score of the regression outcome."""
+    reg = selected.get("regression", {})
+    cands = [
+        {"method": m, "cv_score": c["cv_score"]}
+        for m, c in reg.items()
+        if m.startswith("awd") and not m.startswith("awd_gamma0")
+    ]
+    best, _ = select_best(cands, "cv_score", greater_is_better=True)
+    return None if best is None else str(best["method"])
+
+
+def write_evaluation(
+    run: RunDir,
+    ctx: Context,
+    results: dict[str, dict[str, Scored]],
+    selection: list[dict],
+    selected: dict[str, dict[str, dict]],
+) -> pd.DataFrame:
+    """Step 5: write ``students/`` and ``evaluate/``; return the metrics."""
+    s = ctx.s
+    out = run.step_dir("evaluate")
+    students = run.step_dir("students")
+    draws = bootstrap_draws(ctx.n_test, s.n_bootstrap, s.seed)
+    metrics_rows, comparison_rows = [], []
+    predictions = pd.DataFrame({"cell": ctx.data.test["cell"].astype(str)})
+    methods: dict[str, dict[str, Any]] = {}
+    index: dict[str, dict[str, Any]] = {}
+    for kind, scored in results.items():
+        m_rows, c_rows = _rows(ctx, kind, scored, draws)
+        metrics_rows += m_rows
+        comparison_rows += c_rows
+        predictions[f"y_{kind}"] = ctx.y(kind, "test")
+        for method, item in scored.items():
+            predictions[f"{'pred' if kind == 'regression' else 'prob'}_{method}"] = item.pred
+            methods.setdefault(method, {})[kind] = item.record
+            if item.student is not None:
+                meta = {
+                    "domain": "molecular-partner",
+                    "method": method,
+                    "outcome": kind,
+                    "target": OUTCOMES[kind],
+                    "length": int(ctx.x_tr.shape[1]),
+                    "data": str(run.data_path),
+                    **{k: v for k, v in item.record.items() if k != "coefficients"},
+                }
+                save_student(students / method / kind, item.student, meta)
+                index.setdefault(method, {})[kind] = item.record.get("cv_score")
+        logger.info(
+            "%s: %s",
+            kind,
+            ", ".join(
+                f"{r['method']} {r['metric']} {r['value']:.3f}"
+                for r in m_rows
+                if r["metric"] in ("r2", "auc")
+            ),
+        )
+    write_json(students / "index.json", {"default": _default_student(selected), "students": index})
+    metrics = write_table(out / "metrics.csv", metrics_rows, METRICS_COLUMNS)
+    write_table(out / "comparisons.csv", comparison_rows, COMPARISON_COLUMNS)
+    frame = pd.DataFrame(selection)
+    atomic_write(out / "selection.csv", lambda p: frame.to_csv(p, index=False, float_format="%.6g"))
+    atomic_write(
+        out / "predictions.csv", lambda p: predictions.to_csv(p, index=False, float_format="%.6g")
+    )
+    chosen = {
+        kind: {m: c["wavelet"] for m, c in sel.items() if m != "awd_xgboost"}
+        for kind, sel in selected.items()
+    }
+    write_json(
+        out / "methods.json",
+        {
+            "methods": methods,
+            "chosen": chosen,
+            "split": {
+                "train_cells": sorted(ctx.data.train["cell"].astype(str).unique()),
+                "test_cells": sorted(ctx.data.test["cell"].astype(str).unique()),
+                "n_train": len(ctx.data.train),
+                "n_test": ctx.n_test,
+            },
+            "settings": asdict(s),
+            "timing": {"threads": 1, "items_per_call": ctx.n_test, "repeats": s.timing_repeats},
+        },
+    )
+    for method in ("awd", "awd_gamma0"):
+        name = chosen.get("regression", {}).get(method)
+        if name is not None:
+            save_transform(
+                ctx.transforms[name],
+                out / "wavelets" / method,
+                extra={"selected_from": name, **ctx.info[name]},
+            )
+    if "awd" in chosen.get("regression", {}) and "regression" in ctx.teachers:
+        write_interpretation(out, ctx, ctx.transforms[chosen["regression"]["awd"]], methods)
+    return metrics
 
 
 def results_table(metrics: pd.DataFrame, methods: dict) -> pd.DataFrame:
@@ -563,9 +658,8 @@ def results_table(metrics: pd.DataFrame, methods: dict) -> pd.DataFrame:
     --------
     >>> m = pd.DataFrame({"method": ["awd", "awd"], "metric": ["r2", "auc"],
     ...                   "value": [0.3, 0.8], "sd": [0.01, 0.02],
-    ...                   "predict_seconds_per_trace": [1e-6, 1e-6]})
-    >>> info = {"methods": {"awd": {"regression": {"compression_rate": 0.57,
-    ...                                            "n_parameters": 41}}}}
+    ...                   "seconds_per_item": [1e-6, 1e-6], "n_parameters": [41, 41]})
+    >>> info = {"methods": {"awd": {"regression": {"compression_rate": 0.57}}}}
     >>> results_table(m, info).loc[0, ["r2", "auc", "compression_rate"]].astype(float).tolist()
     [0.3, 0.8, 0.57]
     """
@@ -579,30 +673,47 @@ def results_table(metrics: pd.DataFrame, methods: dict) -> pd.DataFrame:
             row[f"{metric}_sd"] = part["sd"].get(metric, np.nan)
         rate = reg.get("compression_rate")
         row["compression_rate"] = np.nan if rate is None else rate
-        row["n_parameters"] = reg.get("n_parameters", np.nan)
         time_of = "r2" if "r2" in part.index else part.index[0]
-        row["predict_seconds_per_trace"] = part["predict_seconds_per_trace"].get(time_of)
+        row["n_parameters"] = part["n_parameters"].get(time_of)
+        row["seconds_per_item"] = part["seconds_per_item"].get(time_of)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def read_metrics(path: str | Path) -> pd.DataFrame:
-    """Read ``metrics.csv`` (a file or its run directory) and check its columns.
+# --------------------------------------------------------------------------- the step
 
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "metrics.csv"
-    >>> _ = p.write_text(",".join(METRICS_COLUMNS) + "\\nawd,r2,0.3,0.01,100,1e-6\\n")
-    >>> read_metrics(p)["value"].tolist()
-    [0.3]
+
+def run_evaluate(run: RunDir, cfg: RunConfig, data: RunData | None = None) -> pd.DataFrame:
+    """Select, refit and score, time, interpret and write (all steps), for every outcome.
+
+    Raises
+    ------
+    ValueError
+        Missing teacher or grid, traces of another length than the teacher's, a binary
+        outcome with one class in the training cells.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: metrics file is missing")
-    df = pd.read_csv(path)
-    if list(df.columns) != METRICS_COLUMNS:
-        raise ValueError(f"{path}: columns {list(df.columns)}, expected {METRICS_COLUMNS}")
-    return df
+    ctx = context(run, cfg, data)
+    results: dict[str, dict[str, Scored]] = {}
+    selection: list[dict] = []
+    selected: dict[str, dict[str, dict]] = {}
+    for kind in ctx.kinds:
+        _check_classes(ctx, kind)
+        choices, rows = select_on_validation(ctx, kind)
+        selection += rows
+        selected[kind] = choices
+        scored = refit_and_score(ctx, kind, choices)
+        time_methods(ctx, kind, scored)
+        results[kind] = scored
+    metrics = write_evaluation(run, ctx, results, selection, selected)
+    teachers = {k: fingerprint(teacher_path(run, k).with_suffix(".safetensors")) for k in ctx.kinds}
+    run.write_step(
+        "evaluate",
+        {"evaluate": asdict(cfg.evaluate)},
+        {
+            "data": run.data_fingerprint,
+            **{f"teacher_{k}": v for k, v in teachers.items()},
+            "grid": fingerprint(run.root / "distill" / "grid.json"),
+        },
+    )
+    save_config(run, cfg)
+    return metrics

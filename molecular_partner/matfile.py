@@ -124,7 +124,7 @@ def _scalar(val, default=np.nan) -> float:
     return float(arr[0]) if arr.size else default
 
 
-def _track_row(tr: dict, path: Path, i: int, cell: str) -> dict:
+def _track_row(tr: dict, path: Path, i: int, cell: str) -> dict:  # noqa: C901
     missing = [k for k in REQUIRED_FIELDS if k not in tr]
     if missing:
         raise ValueError(f"{path}: tracks lack required field(s) {missing}")

@@ -1,33 +1,31 @@
 """The interpretation report: which timescales of the clathrin trace predict auxilin.
 
-Every figure is a pure function of an evaluation run directory (``metrics.csv``,
-``methods.json``, ``selection.csv``, ``predictions.csv``, ``importance.json``,
-``examples.json``, ``wavelets/``): nothing is retrained or recomputed from data.
-:func:`write_report` saves the PNGs, a self-contained ``report.html`` (images embedded
-as base64) and ``results.md`` (the results table with notes on the goals).
+Every figure is a pure function of a run's ``evaluate/`` folder (``metrics.csv``,
+``comparisons.csv``, ``methods.json``, ``selection.csv``, ``predictions.csv``,
+``importance.json``, ``examples.json``, ``wavelets/``): nothing is retrained or
+recomputed from data. :func:`write_report` writes ``RUN/report/``: a self-contained
+``report.html`` (on the shell of :mod:`shared.report`), its PNGs and ``results.md``.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from molecular_partner.config import DOMAIN
 from molecular_partner.evaluate import read_metrics
 from shared import LearnableWavelet, load_transform
-from shared.runs import atomic_write
+from shared.evaluation import COMPARISON_COLUMNS, verdict
+from shared.report import Section
+from shared.report import write_report as write_page
+from shared.runs import RunDir, atomic_write
 
 __all__ = [
     "FIGURES",
@@ -244,69 +242,65 @@ def _value(metrics: pd.DataFrame, method: str, metric: str, col: str = "value") 
     return float(row[col].iloc[0]) if len(row) else float("nan")
 
 
-def goal_notes(metrics: pd.DataFrame) -> list[str]:
-    """Plain statements of whether each goal of the issue is reached, with the numbers.
+def _comparisons(run_dir: str | Path) -> pd.DataFrame:
+    path = Path(run_dir) / "comparisons.csv"
+    if not path.exists():
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    return pd.read_csv(path)
+
+
+def _paired(comparisons: pd.DataFrame, a: str, b: str, metric: str = "r2") -> tuple[float, float]:
+    row = comparisons[
+        (comparisons["a"] == a) & (comparisons["b"] == b) & (comparisons["metric"] == metric)
+    ]
+    if row.empty:
+        return float("nan"), float("nan")
+    return float(row["diff"].iloc[0]), float(row["sd"].iloc[0])
+
+
+def goal_notes(metrics: pd.DataFrame, comparisons: pd.DataFrame | None = None) -> list[str]:
+    """Whether each goal is reached, with the numbers: a difference counts only beyond
+    2 paired bootstrap SD (``comparisons.csv``); anything less is a tie.
 
     Examples
     --------
     >>> m = pd.DataFrame({"method": ["awd", "teacher", "db5"], "metric": ["r2"] * 3,
     ...                   "value": [0.3, 0.2, 0.1], "sd": [0.01] * 3, "n_test": [9] * 3,
-    ...                   "predict_seconds_per_trace": [1e-7, 1e-5, 1e-7]})
-    >>> goal_notes(m)[0].startswith("Reached")
-    True
+    ...                   "seconds_per_item": [1e-7, 1e-5, 1e-7]})
+    >>> c = pd.DataFrame({"a": ["awd", "awd"], "b": ["teacher", "db5"], "target": ["y"] * 2,
+    ...                   "metric": ["r2"] * 2, "diff": [0.1, 0.0006], "sd": [0.01, 0.0029]})
+    >>> [n.split(":")[0] for n in goal_notes(m, c)[:2]]
+    ['Reached', 'Tie']
     """
-    notes = []
-    awd, teacher, db5 = (_value(metrics, m, "r2") for m in ("awd", "teacher", "db5"))
-    sd = _value(metrics, "awd", "r2", "sd")
-    ok = awd >= teacher
-    notes.append(
-        f"{'Reached' if ok else 'Not reached'}: AWD R2 >= LSTM R2 "
-        f"({awd:.3f} +- {sd:.3f} vs {teacher:.3f})."
+    comparisons = (
+        comparisons if comparisons is not None else pd.DataFrame(columns=COMPARISON_COLUMNS)
     )
-    ok = awd > db5
-    notes.append(f"{'Reached' if ok else 'Not reached'}: AWD R2 > db5 R2 ({awd:.3f} vs {db5:.3f}).")
+    words = {"better": "Reached", "worse": "Not reached", "tie": "Tie"}
+    notes = []
+    awd = _value(metrics, "awd", "r2")
+    for other, label in (("teacher", "AWD R² ≥ LSTM R²"), ("db5", "AWD R² > db5 R²")):
+        diff, sd = _paired(comparisons, "awd", other)
+        word = words[verdict(diff, sd, greater_is_better=True)]
+        if other == "teacher" and word == "Tie":
+            word = "Reached (tie within 2 paired SD)"
+        notes.append(
+            f"{word}: {label} ({awd:.3f} vs {_value(metrics, other, 'r2'):.3f}; paired "
+            f"difference {diff:+.4f} ± {sd:.4f})."
+        )
     g0 = _value(metrics, "awd_gamma0", "r2")
-    notes.append(f"Ablation: AWD with gamma = 0 reaches R2 {g0:.3f}.")
-    t_awd = _value(metrics, "awd", "r2", "predict_seconds_per_trace")
-    t_lstm = _value(metrics, "teacher", "r2", "predict_seconds_per_trace")
+    diff, sd = _paired(comparisons, "awd", "awd_gamma0")
+    notes.append(
+        f"Ablation: AWD with gamma = 0 reaches R² {g0:.3f} (AWD minus it: {diff:+.4f} ± {sd:.4f}, "
+        f"{verdict(diff, sd, True)})."
+    )
+    t_awd = _value(metrics, "awd", "r2", "seconds_per_item")
+    t_lstm = _value(metrics, "teacher", "r2", "seconds_per_item")
     ratio = t_lstm / t_awd if t_awd > 0 else float("nan")
     notes.append(
         f"{'Reached' if ratio >= 10 else 'Not reached'}: end-to-end prediction >= 10x faster "
         f"than the LSTM ({t_awd * 1e6:.2f} us vs {t_lstm * 1e6:.2f} us per trace, {ratio:.1f}x; "
         "transform, feature extraction and predictor included, one thread each)."
     )
-    return notes
-
-
-def paired_differences(run_dir: str | Path, n_boot: int = 1000, seed: int = 0) -> list[str]:
-    """R^2 differences of AWD against the LSTM and db5 with a paired bootstrap SD.
-
-    Resampling the same test traces for both methods keeps their shared noise out of the
-    SD of the difference, which is what decides whether one beats the other.
-    """
-    path = Path(run_dir) / "predictions.csv"
-    if not path.exists():
-        return []
-    pred = pd.read_csv(path)
-    if "y_regression" not in pred or "pred_awd" not in pred:
-        return []
-    y = pred["y_regression"].to_numpy()
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(y), size=(n_boot, len(y)))
-
-    def r2(yy: np.ndarray, pp: np.ndarray) -> float:
-        return 1.0 - float(np.sum((yy - pp) ** 2)) / float(np.sum((yy - yy.mean()) ** 2))
-
-    notes = []
-    for other in ("teacher", "db5", "awd_gamma0"):
-        if f"pred_{other}" not in pred:
-            continue
-        a, b = pred["pred_awd"].to_numpy(), pred[f"pred_{other}"].to_numpy()
-        diff = r2(y, a) - r2(y, b)
-        boot = np.array([r2(y[i], a[i]) - r2(y[i], b[i]) for i in draws])
-        notes.append(
-            f"R2 of awd minus {other}: {diff:+.4f} (paired bootstrap SD {boot.std(ddof=1):.4f})."
-        )
     return notes
 
 
@@ -338,7 +332,7 @@ def results_markdown(run_dir: str | Path) -> str:
             cells.append("-" if np.isnan(v) else f"{v:.3f} ({s:.3f})")
         params = info["methods"].get(m, {}).get("regression", {}).get("n_parameters")
         params = params if params is not None else "-"
-        t = float(sub["predict_seconds_per_trace"].iloc[0])
+        t = float(sub["seconds_per_item"].iloc[0])
         lines.append(f"| {LABELS.get(m, m)} | " + " | ".join(cells) + f" | {params} | {t:.2e} |")
     chosen = info.get("chosen", {}).get("regression", {})
     lines += ["", "## Notes", ""]
@@ -359,8 +353,7 @@ def results_markdown(run_dir: str | Path) -> str:
                     f"- `{m}` filter moved from db5 by max |dh0| = {np.abs(h0 - db5).max():.2e} "
                     f"(relative L2 {np.linalg.norm(h0 - db5) / np.linalg.norm(db5):.2e})."
                 )
-    lines += [f"- {n}" for n in goal_notes(metrics)]
-    lines += [f"- {n}" for n in paired_differences(run)]
+    lines += [f"- {n}" for n in goal_notes(metrics, _comparisons(run))]
     lines.append(
         "- Binary outcome (`y_consec_thresh`): students are logistic regressions / xgboost "
         "on the wavelets distilled from the regression teacher; the `teacher` row is a "
@@ -369,40 +362,27 @@ def results_markdown(run_dir: str | Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
     """Write the PNGs, ``report.html`` (self-contained) and ``results.md``.
 
     Parameters
     ----------
     run_dir : path
-        An evaluation run directory.
+        An evaluated run directory.
     out_dir : path, optional
-        Where to write (default: ``run_dir``).
+        Where to write (default: ``RUN/report``).
 
     Returns
     -------
     Path
         The HTML report.
     """
-    run = Path(run_dir)
-    out = Path(out_dir) if out_dir is not None else run
-    metrics = read_metrics(run)
-    markdown = results_markdown(run)
+    run = RunDir.open(run_dir, DOMAIN)
+    ev = run.root / "evaluate"
+    out = Path(out_dir) if out_dir is not None else run.step_dir("report")
+    metrics = read_metrics(ev)
+    markdown = results_markdown(ev)
     atomic_write(out / "results.md", lambda p: p.write_text(markdown))
-    images = {}
-    for name, fn in FIGURES.items():
-        data = _png(fn(run))
-        atomic_write(out / f"{name}.png", lambda p, data=data: p.write_bytes(data))
-        images[name] = base64.b64encode(data).decode("ascii")
-    table = metrics.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0)
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in goal_notes(metrics))
     captions = {
         "wavelets": "Learned wavelets against db5. The learned filters are what the "
         "students read the traces through.",
@@ -412,29 +392,40 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
         "importance": "Share of importance per scale: the LSTM's attributions (what the "
         "teacher uses) and the students' weights (what the distilled model uses).",
         "pred_vs_true": "Predicted against true auxilin on the held-out cells.",
-        "selection": "Selection: grouped-CV R2 of the OLS student along the gamma path.",
+        "selection": "Selection: grouped-CV R² of the OLS student along the gamma path.",
     }
-    body = "".join(
-        f"<figure><img src='data:image/png;base64,{images[n]}' alt='{n}'>"
-        f"<figcaption>{html.escape(captions[n])}</figcaption></figure>"
-        for n in FIGURES
+    intro = Section("").paragraph(
+        "Adaptive wavelet distillation of an LSTM teacher; students read the top "
+        "coefficients of each scale of the learned wavelet. All numbers are on held-out cells."
     )
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>AWD: clathrin trace -> auxilin recruitment</title>
-<style>body{{font-family:sans-serif;max-width:1000px;margin:auto;padding:1em}}
-img{{max-width:100%}} table{{border-collapse:collapse}} td,th{{padding:2px 8px;
-border-bottom:1px solid #ddd;text-align:right}} figcaption{{color:#444;font-size:90%}}</style>
-</head><body>
-<h1>Which timescales of the clathrin trace predict auxilin recruitment?</h1>
-<p>Adaptive wavelet distillation of an LSTM teacher; students read the top coefficients of
-each scale of the learned wavelet. All numbers are on held-out cells.</p>
-<h2>Goals</h2><ul>{notes}</ul>
-<h2>Results</h2>{table}
-{body}
-<h2>Results table (Markdown)</h2><pre>{html.escape(markdown)}</pre>
-</body></html>
-"""
-    path = atomic_write(out / "report.html", lambda p: p.write_text(page))
+    goals = Section("Goals").bullets(goal_notes(metrics, _comparisons(ev)))
+    table = _wide_table(metrics, _read_json(ev, "methods.json"))
+    results = Section("Results").table(table, caption="Value ± bootstrap SD over test traces.")
+    figures = Section("Figures")
+    for name, fn in FIGURES.items():
+        figures.figure(name, lambda fn=fn: fn(ev), captions[name])
+    long = Section("").details("All metrics (long form)", Section("").table(metrics))
+    path = write_page(
+        out,
+        "Which timescales of the clathrin trace predict auxilin recruitment?",
+        [intro, goals, results, figures, long],
+    )
     logger.info("report written to %s", path)
     return path
+
+
+def _wide_table(metrics: pd.DataFrame, info: dict) -> pd.DataFrame:
+    rows = []
+    for m in METHOD_ORDER:
+        if m not in set(metrics["method"]):
+            continue
+        row: dict[str, Any] = {"method": LABELS.get(m, m)}
+        for metric, label in (("r2", "R²"), ("auc", "AUC"), ("f1", "F1"), ("accuracy", "accuracy")):
+            v, sd = _value(metrics, m, metric), _value(metrics, m, metric, "sd")
+            row[label] = "–" if np.isnan(v) else f"{v:.3f} ± {sd:.3f}"
+        params = info["methods"].get(m, {}).get("regression", {}).get("n_parameters")
+        row["parameters"] = "–" if params is None else int(params)
+        t = metrics[metrics["method"] == m]["seconds_per_item"].iloc[0]
+        row["s / trace"] = f"{t:.2e}"
+        rows.append(row)
+    return pd.DataFrame(rows)

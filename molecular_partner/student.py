@@ -31,11 +31,16 @@ from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
 from shared import DWT1d
+from shared.coeffs import band_names as _band_names
+from shared.students import Savable, class_map
 
 __all__ = [
     "HAND_FEATURES",
+    "STUDENT_CLASSES",
+    "HandFeatures",
     "LinearHead",
     "TopCoefficients",
+    "TraceStudent",
     "band_names",
     "grouped_cv_score",
     "hand_features",
@@ -56,10 +61,10 @@ def band_names(levels: int) -> list[str]:
     >>> band_names(4)
     ['cA4', 'cD4', 'cD3', 'cD2', 'cD1']
     """
-    return [f"cA{levels}"] + [f"cD{j}" for j in range(levels, 0, -1)]
+    return _band_names(levels, ndim=1)
 
 
-class TopCoefficients:
+class TopCoefficients(Savable):
     """Top-k coefficient values (optionally their positions) per scale of a 1D transform.
 
     Parameters
@@ -112,6 +117,20 @@ class TopCoefficients:
         self.length = length
         self.levels = len(coeffs) - 1
         self.bands = band_names(self.levels)
+        self.transform = transform
+
+    def get_state(self) -> dict:
+        """The constructor's arguments: the rest is computed from the wavelet."""
+        return {
+            "transform": self.transform,
+            "k": self.k,
+            "positions": self.positions,
+            "length": self.length,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> TopCoefficients:
+        return cls(**state)
 
     @property
     def feature_names(self) -> list[str]:
@@ -158,7 +177,7 @@ def _coefficients(transform: DWT1d, eye: Tensor) -> list[Tensor]:
 
 
 @dataclass
-class LinearHead:
+class LinearHead(Savable):
     """A fitted linear predictor as plain numbers: ``link(features @ weight + bias)``.
 
     Built from scikit-learn's ``LinearRegression``, ``LogisticRegression`` or a
@@ -196,8 +215,8 @@ class LinearHead:
         return int(self.weight.size + 1)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """Predictions (probabilities for a logistic head)."""
-        out = features @ self.weight.astype(features.dtype) + self.bias
+        """Predictions (probabilities for a logistic head), in float64."""
+        out = np.asarray(features, dtype=np.float64) @ self.weight + self.bias
         return 1.0 / (1.0 + np.exp(-out)) if self.link == "logistic" else out
 
 
@@ -308,3 +327,112 @@ def hand_features(table: pd.DataFrame) -> pd.DataFrame:
         },
         index=table.index,
     )
+
+
+class HandFeatures(Savable):
+    """Lifetime, peak amplitude and rise time of the raw tracks, missing values filled
+    with the training medians (the hand-feature baseline).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"lifetime_s": [4.0, 6.0], "X": [np.array([1.0, 5.0]), np.ones(3)]})
+    >>> HandFeatures().fit(t)(t).shape
+    (2, 3)
+    """
+
+    def fit(self, table: pd.DataFrame) -> HandFeatures:
+        self.medians_ = hand_features(table).median().to_numpy(dtype=np.float64)
+        return self
+
+    def __call__(self, table: pd.DataFrame) -> np.ndarray:
+        values = hand_features(table).to_numpy(dtype=np.float64)
+        return np.where(np.isnan(values), self.medians_, values)
+
+
+class ConstantPredictor(Savable):
+    """The trivial student: the training mean whatever the trace.
+
+    Examples
+    --------
+    >>> ConstantPredictor().fit(None, np.array([1.0, 3.0])).predict(np.zeros((2, 1)))
+    array([2., 2.])
+    """
+
+    def fit(self, X, y: np.ndarray) -> ConstantPredictor:
+        self.mean_ = float(np.mean(y))
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return np.full(len(X), self.mean_)
+
+    def predict_proba(self, X) -> np.ndarray:
+        p = self.predict(X)
+        return np.stack([1 - p, p], axis=1)
+
+
+class TraceStudent(Savable):
+    """A fitted student of one outcome: features of the tracks and a predictor.
+
+    ``predict(table)`` takes tracks in the AWD layout (a data set, or
+    :func:`molecular_partner.data.prepare_tracks` output) and returns the predicted
+    outcome: a value for ``regression``, a probability for ``binary``.
+
+    Parameters
+    ----------
+    features : TopCoefficients or HandFeatures
+        Trace features (``TopCoefficients`` reads ``X_same_length_normalized``;
+        ``HandFeatures`` the raw ``X`` and ``lifetime_s``).
+    model : estimator
+        Fitted scikit-learn or xgboost model (``predict`` / ``predict_proba``).
+    method, outcome : str
+        The method's name in ``metrics.csv`` and the outcome it predicts.
+    n_parameters : int
+        Numbers the student stores to predict (filter taps + predictor).
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).standard_normal((30, 40)).astype(np.float32)
+    >>> t = pd.DataFrame({"X_same_length_normalized": list(x)})
+    >>> feats = TopCoefficients(DWT1d("db5", 4, "zero"), k=6)
+    >>> model = make_linear("regression").fit(feats(x), x[:, 0])
+    >>> TraceStudent(feats, model, "db5", "regression", 31).predict(t).shape
+    (30,)
+    """
+
+    def __init__(self, features, model, method: str, outcome: str, n_parameters: int) -> None:
+        self.features = features
+        self.model = model
+        self.method = method
+        self.outcome = outcome
+        self.n_parameters_ = int(n_parameters)
+
+    def feature_matrix(self, table: pd.DataFrame) -> np.ndarray:
+        """The features of the tracks in ``table``."""
+        if self.features is None:
+            return np.zeros((len(table), 0))
+        if isinstance(self.features, TopCoefficients):
+            x = np.stack(table["X_same_length_normalized"].to_list()).astype(np.float32)
+            return self.features(x)
+        return self.features(table)
+
+    def predict_features(self, f: np.ndarray) -> np.ndarray:
+        """Predictions from precomputed features."""
+        if isinstance(self.model, LinearHead):
+            return self.model.predict(f)
+        if self.outcome == "regression":
+            return np.asarray(self.model.predict(f), dtype=np.float64)
+        return np.asarray(self.model.predict_proba(f)[:, 1], dtype=np.float64)
+
+    def predict(self, table: pd.DataFrame) -> np.ndarray:
+        """Predicted outcome of every track of ``table`` (AWD layout)."""
+        return self.predict_features(self.feature_matrix(table))
+
+    def n_parameters(self) -> int:
+        """Numbers the student stores to predict."""
+        return self.n_parameters_
+
+
+#: The classes a saved molecular-partner student may contain.
+STUDENT_CLASSES = class_map(
+    TopCoefficients, HandFeatures, ConstantPredictor, LinearHead, TraceStudent
+)

@@ -7,7 +7,7 @@ a trained teacher; everything else reuses the pipeline's code:
 - the teacher is loaded from ``base["teacher"]`` or trained once, in ``prepare``, on the
   training cells (early stopping on held-out training cells), and saved as
   ``<sweep>/teacher/teacher.safetensors|json``;
-- each point is distilled by :func:`molecular_partner.distillation.distill_point`,
+- each point is distilled by :func:`molecular_partner.pipeline.distill_point`,
   warm-started from the previous point of its chain;
 - its ``val_score`` is the paper's student (top 6 coefficients per scale + OLS; logistic
   regression for the binary outcome) scored by cross-validation grouped by cell on the
@@ -30,11 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from molecular_partner.config import OUTCOMES as OUTCOME_NAMES
-from molecular_partner.config import PipelineConfig, load_config
+from molecular_partner.config import OUTCOMES, RunConfig, load_config
 from molecular_partner.data import validation_cells
-from molecular_partner.distillation import distill_point, reconstruction_error
-from molecular_partner.evaluate import OUTCOMES, TRACE
+from molecular_partner.pipeline import TRACE, distill_point, reconstruction_error
 from molecular_partner.student import TopCoefficients, grouped_cv_score, make_linear
 from molecular_partner.teacher import LSTMTeacher, load_teacher, save_teacher, train_teacher
 from shared import PenaltyWeights, load_transform
@@ -75,10 +73,10 @@ class MolecularPartnerSweepTask:
         self.data_path = Path(base["data"])
         self.teacher_path = Path(base["teacher"]) if base.get("teacher") else None
         self.outcome = str(base.get("outcome", "regression"))
-        if self.outcome not in OUTCOME_NAMES:
-            raise ValueError(f"base.outcome must be one of {OUTCOME_NAMES}, got {self.outcome!r}")
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"base.outcome must be one of {list(OUTCOMES)}, got {self.outcome!r}")
         overrides = settings_to_overrides(base.get("settings"))
-        self.config: PipelineConfig = load_config(base.get("config"), overrides)
+        self.config: RunConfig = load_config(base.get("config"), overrides)
         self._cache: dict[str, Any] | None = None
 
     # -- data --------------------------------------------------------------------------
@@ -113,28 +111,29 @@ class MolecularPartnerSweepTask:
 
     # -- teacher -----------------------------------------------------------------------
     def _teacher_file(self, root: Path) -> Path:
-        return self.teacher_path if self.teacher_path is not None else root / "teacher"
+        if self.teacher_path is None:
+            return Path(root) / "teacher" / "model"
+        if (self.teacher_path / "run.json").is_file():
+            return self.teacher_path / "teacher" / "model"
+        return self.teacher_path
 
     def prepare(self, root: Path) -> None:
         """Check the data; load the given teacher or train one (once per sweep folder)."""
         d = self.data()
         if self.teacher_path is not None:
-            load_teacher(self.teacher_path, length=d["x"].shape[1])
+            load_teacher(self._teacher_file(Path(root)), length=d["x"].shape[1])
             return
-        path = Path(root) / "teacher" / "teacher.safetensors"
-        if path.exists():
+        path = self._teacher_file(Path(root))
+        if path.with_suffix(".safetensors").exists():
             return
         cfg = self.config.teacher
-        if self.outcome == "binary" and cfg.loss != "bce":
-            import dataclasses
-
-            cfg = dataclasses.replace(cfg, loss="bce")
         fit, val = ~d["is_val"], d["is_val"]
         logger.info("teacher: %d traces, validation cells %s", fit.sum(), d["val_cells"])
         model, history = train_teacher(
             d["x"][fit],
             d["y"][fit].astype(np.float32),
             cfg,
+            loss="bce" if self.outcome == "binary" else "mse",
             x_val=d["x"][val] if val.any() else None,
             y_val=d["y"][val].astype(np.float32) if val.any() else None,
             checkpoint_dir=path.parent,
@@ -206,8 +205,8 @@ def make_task(base: dict[str, Any]) -> MolecularPartnerSweepTask:
 
     Examples
     --------
-    >>> task = make_task({"data": "runs/data", "settings": {"distill": {"epochs": 3}}})
-    >>> task.config.distill.epochs
+    >>> task = make_task({"data": "runs/data", "settings": {"distill": {"train": {"epochs": 3}}}})
+    >>> task.config.distill.train.epochs
     3
     """
     return MolecularPartnerSweepTask(base)

@@ -10,7 +10,6 @@ read with ``torch.load(..., weights_only=True)``, which cannot run code.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -20,13 +19,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from molecular_partner.config import TeacherSettings
-from shared.runs import atomic_write, environment_info, write_json
+from shared.evaluation import n_parameters
+from shared.runs import load_model, save_model
 
 __all__ = [
     "LSTMTeacher",
@@ -92,17 +90,6 @@ class LSTMTeacher(nn.Module):
         return {"hidden": self.hidden, "length": self.length, "loss": self.loss}
 
 
-def n_parameters(model: nn.Module) -> int:
-    """Number of parameters of a module.
-
-    Examples
-    --------
-    >>> n_parameters(torch.nn.Linear(20, 1))
-    21
-    """
-    return int(sum(p.numel() for p in model.parameters()))
-
-
 def _loss_fn(kind: str):
     return nn.MSELoss() if kind == "mse" else nn.BCEWithLogitsLoss()
 
@@ -130,6 +117,7 @@ def train_teacher(
     y_train: np.ndarray,
     settings: TeacherSettings | None = None,
     *,
+    loss: str = "mse",
     x_val: np.ndarray | None = None,
     y_val: np.ndarray | None = None,
     checkpoint_dir: str | Path | None = None,
@@ -142,7 +130,9 @@ def train_teacher(
     x_train, y_train : ndarray
         Traces ``(N, L)`` and outcomes ``(N,)`` (0/1 for ``loss="bce"``).
     settings : TeacherSettings, optional
-        Architecture and optimisation (reference: hidden 20, MSE, Adam 1e-3, batch 100).
+        Architecture and optimisation (reference: hidden 20, Adam 1e-3, batch 100).
+    loss : {"mse", "bce"}
+        MSE for a continuous outcome (the reference's), BCE for a 0/1 outcome.
     x_val, y_val : ndarray, optional
         Validation data (held-out training cells); without them the training loss is
         monitored.
@@ -177,12 +167,14 @@ def train_teacher(
     if len(x_train) == 0:
         raise ValueError("no training traces")
     y_train = np.asarray(y_train, dtype=np.float32)
-    if s.loss == "bce" and not np.isin(y_train, (0.0, 1.0)).all():
+    if loss not in ("mse", "bce"):
+        raise ValueError(f"loss must be 'mse' or 'bce', got {loss!r}")
+    if loss == "bce" and not np.isin(y_train, (0.0, 1.0)).all():
         raise ValueError("a BCE teacher needs 0/1 outcomes (use loss='mse' for continuous)")
     torch.manual_seed(s.seed)
-    model = LSTMTeacher(s.hidden, s.length, s.loss)
+    model = LSTMTeacher(s.hidden, s.length, loss)
     optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
-    loss_fn = _loss_fn(s.loss)
+    loss_fn = _loss_fn(loss)
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
     has_val = x_val is not None and y_val is not None and len(x_val) > 0
     if has_val:
@@ -250,21 +242,13 @@ def save_teacher(
     >>> n_parameters(load_teacher(p))
     1861
     """
-    path = Path(path)
-    base = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    blob = base.with_suffix(".safetensors")
-    atomic_write(blob, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
     meta = {
-        "format": FORMAT,
+        "kind": FORMAT,
         "architecture": model.describe(),
-        "n_parameters": n_parameters(model),
         "settings": asdict(settings) if settings is not None else None,
         "history": history,
-        "environment": environment_info(settings.seed if settings else None),
     }
-    write_json(base.with_suffix(".json"), meta)
-    return blob
+    return save_model(model, path, meta)
 
 
 def _reference_state(path: Path) -> dict[str, Tensor]:
@@ -312,25 +296,14 @@ def load_teacher(path: str | Path, length: int = 40, loss: str | None = None) ->
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "teacher.safetensors"
+        path = path / "model.safetensors"
     if path.suffix in (".safetensors", ".json", ""):
-        base = path.with_suffix("") if path.suffix else path
-        meta_path, blob = base.with_suffix(".json"), base.with_suffix(".safetensors")
-        if not meta_path.exists() or not blob.exists():
-            raise FileNotFoundError(f"{base}: teacher needs {blob.name} and {meta_path.name}")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{meta_path}: not valid JSON ({err})") from None
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path}: not a saved molecular-partner teacher")
-        try:
-            state = load_file(str(blob))
-        except (SafetensorError, OSError) as err:
-            raise ValueError(f"{blob}: cannot read the teacher weights ({err})") from None
+        state, meta = load_model(path)
+        if meta.get("kind") != FORMAT:
+            raise ValueError(f"{path}: not a saved molecular-partner teacher")
         arch = meta["architecture"]
         model = LSTMTeacher(int(arch["hidden"]), int(arch["length"]), str(arch["loss"]))
-        source = blob
+        source = path
     else:
         state = _reference_state(path)
         hidden = state["lstm.weight_hh_l0"].shape[1] if "lstm.weight_hh_l0" in state else 20

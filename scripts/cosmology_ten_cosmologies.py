@@ -30,22 +30,19 @@ import shutil
 import time
 from pathlib import Path
 
-from cosmology.cli import simulate as simulate_cmd
+from cosmology.config import CONFIGS
+from cosmology.cosmologies import design_lhs, design_ten
 from cosmology.evaluate import run_evaluate
-from cosmology.pipeline import (
-    load_splits,
-    run_distill,
-    run_train_teacher,
-    start_run,
-    teacher_path,
-)
+from cosmology.noise import ShapeNoise
+from cosmology.pipeline import load_splits, run_distill, run_train_teacher, start_run
 from cosmology.report import write_report
+from cosmology.simulate import simulate_dataset
 from shared.runs import write_json
 
 logger = logging.getLogger("cosmology_ten_cosmologies")
 
-CONFIG = Path(__file__).resolve().parents[1] / "cosmology" / "configs" / "ten_cosmologies.yaml"
-RESULT_FILES = ("metrics.csv", "metrics.md", "selection.json")
+CONFIG = CONFIGS / "ten_cosmologies.yaml"
+RESULT_FILES = ("metrics.csv", "comparisons.csv", "metrics.md", "selection.json")
 
 
 def main() -> None:
@@ -85,37 +82,37 @@ def main() -> None:
     times: dict[str, float] = {}
 
     tic = time.perf_counter()
-    simulate_cmd(
-        out=data_root,
-        design=args.design,
-        n_cosmologies=args.n_cosmologies,
+    design = (
+        design_ten(include_neutrinos=True)
+        if args.design == "ten"
+        else design_lhs(args.n_cosmologies, seed=args.seed)
+    )
+    simulate_dataset(
+        data_root,
+        design,
         n_maps=args.n_maps,
-        size=args.size,
-        side_angle=3.5,
+        n_pix=args.size,
+        side_angle_deg=3.5,
         z_s=1.0,
-        noise=not args.noiseless,
-        n_gal=30.0,
-        sigma_e=0.26,
-        smoothing=0.0 if args.noiseless else 1.0,
-        neutrinos=True,
-        gaussian=False,
+        noise=None if args.noiseless else ShapeNoise(sigma_e=0.26, n_gal=30.0),
+        smoothing_arcmin=None if args.noiseless else 1.0,
         seed=args.seed,
         workers=args.workers,
     )
     times["simulate"] = time.perf_counter() - tic
 
-    cfg = start_run(run_dir, CONFIG, [f"data.root={data_root}", *args.overrides])
+    run, cfg = start_run(run_dir, data_root, CONFIG, args.overrides)
     tic = time.perf_counter()
-    splits = load_splits(cfg)
+    splits = load_splits(run.data_path, cfg)
     times["load"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
-    if not teacher_path(run_dir).exists():
-        run_train_teacher(run_dir, cfg, resume=True, splits=splits)
+    if run.read_step("teacher") is None:
+        run_train_teacher(run, cfg, resume=True, splits=splits)
     times["teacher"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
-    run_distill(run_dir, cfg, resume=True, splits=splits)
+    run_distill(run, cfg, splits=splits)
     times["distill"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
@@ -126,11 +123,11 @@ def main() -> None:
         or not metrics.exists()
         or metrics.stat().st_mtime < grid.stat().st_mtime
     ):
-        run_evaluate(run_dir, cfg, splits=splits)
+        run_evaluate(run, cfg, splits=splits)
     times["evaluate"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
-    write_report(run_dir)
+    write_report(run.root)
     times["report"] = time.perf_counter() - tic
 
     dest = args.results / (args.results_name or name)
@@ -152,7 +149,7 @@ def main() -> None:
         if point is None:
             continue
         for suffix in (".safetensors", ".json"):
-            src = run_dir / "distill" / point / f"transform{suffix}"
+            src = run_dir / "distill" / point / f"wavelet{suffix}"
             shutil.copyfile(src, dest / "wavelets" / f"{method}{suffix}")
     write_json(
         dest / "run_summary.json",

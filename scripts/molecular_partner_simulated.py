@@ -22,29 +22,35 @@ from pathlib import Path
 
 import torch
 
-from shared.cli import _register_domains, app
+from molecular_partner.config import CONFIGS
+from molecular_partner.data import build_dataset, load_tracks, write_dataset
+from molecular_partner.evaluate import run_evaluate
+from molecular_partner.pipeline import run_distill, run_train_teacher, start_run
+from molecular_partner.report import write_report
+from molecular_partner.simulate import SimulationConfig, simulate_cells
 from shared.runs import environment_info, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "molecular_partner" / "configs" / "simulated.yaml"
-COPIED = (
-    "metrics.csv",
-    "results.md",
-    "report.html",
-    "wavelets.png",
-    "examples.png",
-    "importance.png",
-    "pred_vs_true.png",
-    "selection.png",
-    "selection.csv",
-    "methods.json",
-    "predictions.csv",
-)
-
-
-def _run(*args: object) -> None:
-    logging.getLogger("mp-script").info("awd molecular-partner %s", " ".join(map(str, args)))
-    app(["molecular-partner", *map(str, args)], standalone_mode=False)
+CONFIG = CONFIGS / "simulated.yaml"
+#: What is copied from the run's evaluate/ and report/ folders.
+COPIED = {
+    "evaluate": (
+        "metrics.csv",
+        "comparisons.csv",
+        "selection.csv",
+        "methods.json",
+        "predictions.csv",
+    ),
+    "report": (
+        "results.md",
+        "report.html",
+        "wavelets.png",
+        "examples.png",
+        "importance.png",
+        "pred_vs_true.png",
+        "selection.png",
+    ),
+}
 
 
 def main() -> None:
@@ -58,53 +64,61 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="Tiny settings, for a smoke run.")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="Config override section.key=value (repeatable).",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     # One thread: the machine is shared, and timings compare single-threaded pipelines.
     torch.set_num_threads(args.threads)
-    _register_domains()
     work, tic = args.work, time.perf_counter()
-    quick = []
+    overrides = list(args.overrides)
     if args.quick:
-        quick = [
-            "--set", "teacher.epochs=5", "--set", "distill.epochs=2",
-            "--set", "distill.lambdas=0.001", "--set", "distill.gammas=0,0.01",
-            "--set", "evaluate.n_bootstrap=50", "--set", "evaluate.xgb_estimators=50",
-        ]  # fmt: skip
-    cfg = ["--config", CONFIG, *quick]
+        overrides += [
+            "teacher.epochs=5",
+            "distill.train.epochs=2",
+            "distill.lambdas=[0.001]",
+            "distill.gammas=[0,0.01]",
+            "evaluate.n_bootstrap=50",
+            "evaluate.xgb_estimators=[50]",
+        ]
     n_cells = args.n_cells
-    test_cells = f"cell{n_cells - 1},cell{n_cells}"  # the reference holds out 2 of 8 cells
-    _run(
-        "simulate", "--out", work / "sim", "--n-cells", n_cells, "--n-pits", args.n_pits,
-        "--seed", args.seed, "--no-movies",
-    )  # fmt: skip
-    _run(
-        "build-dataset", work / "sim" / "tracks.parquet", "--out", work / "data",
-        "--test-cells", test_cells, "--seed", args.seed,
-    )  # fmt: skip
-    _run("train-teacher", work / "data", "--out", work / "teacher", *cfg)
-    _run("train-teacher", work / "data", "--out", work / "teacher_bin", "--outcome", "binary", *cfg)
-    _run("distill", work / "data", "--teacher", work / "teacher", "--out", work / "distill", *cfg)
-    _run(
-        "evaluate", work / "data", "--teacher", work / "teacher", "--teacher-binary",
-        work / "teacher_bin", "--distilled", work / "distill", "--out", work / "evaluate", *cfg,
-    )  # fmt: skip
-    _run("report", work / "evaluate")
+    test_cells = [f"cell{n_cells - 1}", f"cell{n_cells}"]  # the reference holds out 2 of 8 cells
+    simulate_cells(
+        n_cells,
+        SimulationConfig(n_pits=args.n_pits),
+        seed=args.seed,
+        out_dir=work / "sim",
+        movies=False,
+    )
+    tracks = load_tracks([work / "sim" / "tracks.parquet"])
+    write_dataset(build_dataset(tracks, test_cells=test_cells, seed=args.seed), work / "data")
+    run, cfg = start_run(work / "run", work / "data", CONFIG, overrides)
+    if run.read_step("teacher") is None:
+        run_train_teacher(run, cfg)
+    run_distill(run, cfg)
+    run_evaluate(run, cfg)
+    write_report(run.root)
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    for name in COPIED:
-        shutil.copy2(work / "evaluate" / name, out / name)
+    for step, names in COPIED.items():
+        for name in names:
+            shutil.copy2(run.root / step / name, out / name)
     (out / "wavelets").mkdir(exist_ok=True)
     for name in ("awd", "awd_gamma0"):
         for suffix in (".safetensors", ".json"):
-            src = work / "evaluate" / "wavelets" / f"{name}{suffix}"
+            src = run.root / "evaluate" / "wavelets" / f"{name}{suffix}"
             if src.exists():
                 shutil.copy2(src, out / "wavelets" / f"{name}{suffix}")
     shutil.copy2(work / "data" / "meta.json", out / "dataset_meta.json")
-    shutil.copy2(work / "distill" / "grid.json", out / "grid.json")
-    shutil.copy2(work / "teacher" / "metrics.json", out / "teacher_metrics.json")
-    shutil.copy2(CONFIG, out / "config.yaml")
+    shutil.copy2(run.root / "distill" / "grid.json", out / "grid.json")
+    shutil.copy2(run.root / "teacher" / "metrics.json", out / "teacher_metrics.json")
+    shutil.copy2(run.root / "config.yaml", out / "config.yaml")
     write_json(
         out / "run.json",
         {
@@ -113,8 +127,9 @@ def main() -> None:
             "n_cells": n_cells,
             "n_pits_per_cell": args.n_pits,
             "seed": args.seed,
-            "test_cells": test_cells.split(","),
+            "test_cells": test_cells,
             "threads": args.threads,
+            "overrides": overrides,
             "seconds": time.perf_counter() - tic,
             "environment": environment_info(args.seed),
         },

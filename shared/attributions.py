@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from shared.losses import flatten_coeffs
+from shared.coeffs import flatten_coeffs, unflatten_coeffs
 
 __all__ = [
     "FourierBands2d",
@@ -37,7 +37,6 @@ __all__ = [
     "compression_rate",
     "residual_of",
     "trim_attributions",
-    "unflatten_like",
 ]
 
 logger = logging.getLogger(__name__)
@@ -49,30 +48,6 @@ METHODS: tuple[str, ...] = ("saliency", "input_x_gradient", "integrated_gradient
 # -- coefficient structures ------------------------------------------------------------------
 def _leaves(coeffs) -> list[Tensor]:
     return [coeffs] if isinstance(coeffs, Tensor) else flatten_coeffs(coeffs)
-
-
-def unflatten_like(leaves: Sequence[Tensor], like):
-    """Arrange ``leaves`` in the nesting of ``like`` (a tensor, list, or list of tuples).
-
-    Examples
-    --------
-    >>> import torch
-    >>> like = [torch.zeros(1), (torch.zeros(1), torch.zeros(1))]
-    >>> out = unflatten_like([torch.ones(1)] * 3, like)
-    >>> isinstance(out, list) and isinstance(out[1], tuple)
-    True
-    """
-    it = iter(leaves)
-
-    def build(node):
-        if isinstance(node, Tensor):
-            return next(it)
-        return type(node)(build(c) for c in node)
-
-    result = build(like)
-    if next(it, None) is not None:
-        raise ValueError("more leaves than the structure holds")
-    return result
 
 
 # -- the TRIM model -----------------------------------------------------------------------------
@@ -99,11 +74,17 @@ class TRIMModel(nn.Module):
     True
     """
 
-    def __init__(self, teacher: nn.Module, transform, residual: Tensor | None) -> None:
+    def __init__(self, teacher: nn.Module, transform, residual: Tensor | None, size=None) -> None:
         super().__init__()
         self.teacher = teacher
         self.transform = transform
         self.residual = residual
+        # The input's spatial size: the inverse cannot tell an odd size from the coefficients.
+        self.size = (
+            tuple(size)
+            if size is not None
+            else (tuple(residual.shape[2:]) if residual is not None else None)
+        )
         self._like = None
 
     def set_structure(self, like) -> TRIMModel:
@@ -113,10 +94,10 @@ class TRIMModel(nn.Module):
 
     def forward(self, *leaves: Tensor) -> Tensor:
         if self._like is not None:
-            coeffs = unflatten_like(leaves, self._like)
+            coeffs = unflatten_coeffs(leaves, self._like)
         else:
             coeffs = leaves[0] if len(leaves) == 1 else list(leaves)
-        x = self.transform.inverse(coeffs)
+        x = self.transform.inverse(coeffs, size=self.size)
         if self.residual is not None:
             residual = self.residual
             if x.shape[0] != residual.shape[0]:
@@ -129,7 +110,7 @@ class TRIMModel(nn.Module):
 def residual_of(transform, x: Tensor, coeffs=None) -> Tensor:
     """``x - W^-1(W x)``, detached: what the transform fails to reconstruct."""
     with torch.no_grad():
-        return x - transform.inverse(transform(x) if coeffs is None else coeffs)
+        return x - transform.inverse(transform(x) if coeffs is None else coeffs, size=x.shape[2:])
 
 
 # -- targets ------------------------------------------------------------------------------------
@@ -325,7 +306,7 @@ def trim_attributions(
                     if method == "saliency"
                     else [g * s for g, s in zip(grads, leaves, strict=True)]
                 )
-            results.append(unflatten_like(attr, coeffs))
+            results.append(unflatten_coeffs(attr, coeffs))
     return results if several else results[0]
 
 
@@ -436,13 +417,14 @@ class FourierBands2d(nn.Module):
         super().__init__()
         if n_bands < 1:
             raise ValueError(f"n_bands must be >= 1, got {n_bands}")
-        if edges is None:
-            edges = np.linspace(0.0, np.sqrt(2.0) / 2.0 + 1e-9, n_bands + 1)
-        edges = np.asarray(edges, dtype=np.float64)
-        if edges.shape != (n_bands + 1,) or np.any(np.diff(edges) <= 0) or edges[0] != 0:
+        values = np.asarray(
+            np.linspace(0.0, np.sqrt(2.0) / 2.0 + 1e-9, n_bands + 1) if edges is None else edges,
+            dtype=np.float64,
+        )
+        if values.shape != (n_bands + 1,) or np.any(np.diff(values) <= 0) or values[0] != 0:
             raise ValueError(f"edges must be {n_bands + 1} increasing values starting at 0")
         self.n_bands = n_bands
-        self.edges = edges
+        self.edges = values
 
     def masks(self, height: int, width: int, device=None, dtype=torch.float64) -> Tensor:
         """``(n_bands, H, W // 2 + 1)`` 0/1 masks on the rfft2 grid (the last band open)."""
@@ -459,5 +441,9 @@ class FourierBands2d(nn.Module):
         masks = self.masks(height, width, x.device, x.dtype)
         return [torch.fft.irfft2(spectrum * m, s=(height, width)) for m in masks]
 
-    def inverse(self, bands: Sequence[Tensor]) -> Tensor:
-        return torch.stack(list(bands)).sum(0)
+    def inverse(self, bands: Sequence[Tensor], size: Sequence[int] | None = None) -> Tensor:
+        """The sum of the bands (``size``, if given, must be their spatial size)."""
+        out = torch.stack(list(bands)).sum(0)
+        if size is not None and tuple(size) != tuple(out.shape[-2:]):
+            raise ValueError(f"bands of size {tuple(out.shape[-2:])} cannot give {tuple(size)}")
+        return out

@@ -1,22 +1,23 @@
 """The ``awd`` command line.
 
-The CLI is the one place that wires the domain-free core (``shared``) to the domain
-packages: each domain contributes a Typer sub-application named ``app`` in its own
-``cli`` module, registered here under the domain's name, and may offer a
-``run_demo(out: Path) -> dict`` hook that ``awd demo`` calls.
+The domain packages plug in through the ``awd.domains`` entry points
+(:func:`shared.commands.discover_domains`): each offers a :class:`shared.commands.Domain`
+with its Typer sub-application, and optionally its ``awd demo`` and ``awd figures`` hooks
+and its ``awd sweep`` task. The core names no domain. Errors are one line ``error: ...``
+with exit code 2.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import shutil
 import time
 from pathlib import Path
-from types import ModuleType
 
 import typer
+
+from shared.commands import Domain, discover_domains, display_path, fail, user_errors
 
 app = typer.Typer(
     name="awd",
@@ -32,39 +33,31 @@ simulation_app = typer.Typer(
 )
 app.add_typer(simulation_app, name="simulation")
 
-# (module, command name) of each domain's sub-application.
-_DOMAIN_APPS = (
-    ("cosmology.cli", "cosmology"),
-    ("molecular_partner.cli", "molecular-partner"),
-)
-_registered: dict[str, ModuleType] = {}
-
-# The sweep task of each domain, as "module:function" (built again in every worker).
-_SWEEP_TASKS = {
-    "simulation": "shared.simulation:make_sweep_task",
-    "cosmology": "cosmology.sweep:make_task",
-    "molecular-partner": "molecular_partner.sweep:make_task",
-}
+# The sweep task of the core's own experiment (domains bring theirs through their plugin).
+_CORE_SWEEP_TASKS = {"simulation": "shared.simulation:make_sweep_task"}
 
 # Space a demo run needs (simulated data, runs and reports), checked before starting.
 _DEMO_MIN_FREE_BYTES = 500 * 1024**2
 
+_registered: dict[str, Domain] = {}
 
-def _register_domains() -> dict[str, ModuleType]:
-    """Import each domain's CLI module and add its sub-application (once)."""
-    for module_name, command in _DOMAIN_APPS:
-        if command in _registered:
+
+def _register_domains() -> dict[str, Domain]:
+    """Discover the installed domains and add their sub-applications (once)."""
+    for name, domain in discover_domains().items():
+        if name in _registered:
             continue
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as err:
-            # A domain without a CLI yet is simply absent; any other missing module is a bug.
-            if err.name != module_name:
-                raise
-            continue
-        app.add_typer(module.app, name=command)
-        _registered[command] = module
+        app.add_typer(domain.app, name=name)
+        _registered[name] = domain
     return _registered
+
+
+def _sweep_tasks() -> dict[str, str]:
+    tasks = dict(_CORE_SWEEP_TASKS)
+    for name, domain in _register_domains().items():
+        if domain.sweep_task:
+            tasks[name] = domain.sweep_task
+    return tasks
 
 
 @app.callback()
@@ -76,7 +69,8 @@ def _main(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # Our own progress at INFO; third-party chatter (font subsetting, Ray) only if verbose.
-    for name in ("shared", "cosmology", "molecular_partner"):
+    names = ["shared", *(n for d in _registered.values() for n in d.loggers)]
+    for name in names:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
@@ -90,17 +84,15 @@ def simulation_run(
     from shared.config import load_config
     from shared.simulation import SimulationConfig, run_simulation
 
-    try:
+    with user_errors():
         cfg = load_config(SimulationConfig, config, set_)
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from None
-    metrics = run_simulation(out, cfg)
+        metrics = run_simulation(out, cfg)
     typer.echo(json.dumps(metrics, indent=2))
 
 
 @app.command()
 def sweep(
-    domain: str = typer.Argument(..., help=f"One of: {', '.join(_SWEEP_TASKS)}."),
+    domain: str = typer.Argument(..., help="simulation, or an installed domain."),
     config: Path = typer.Option(..., help="YAML file with SweepConfig fields (grids, base)."),
     out: Path = typer.Option(..., help="Sweep folder (rerun the same command to resume)."),
     engine: str | None = typer.Option(None, help="local or ray (default: the config's)."),
@@ -109,25 +101,21 @@ def sweep(
     set_: list[str] = typer.Option([], "--set", help="Override a field, e.g. base.seed=3"),
 ) -> None:
     """Run a lambda x gamma sweep with warm starts; select on validation, report test once."""
-    import importlib.util
-
     from shared.config import load_config
-    from shared.sweep import SweepConfig, run_sweep
+    from shared.sweep import SweepConfig, TaskSpec, run_sweep
 
-    if domain not in _SWEEP_TASKS:
-        raise typer.BadParameter(f"unknown domain {domain!r}; choose from {list(_SWEEP_TASKS)}")
-    factory = _SWEEP_TASKS[domain]
-    if importlib.util.find_spec(factory.split(":")[0]) is None:
-        raise typer.BadParameter(f"the domain {domain!r} has no sweep task in this version")
+    tasks = _sweep_tasks()
+    if domain not in tasks:
+        fail(f"unknown domain {domain!r}; choose from {sorted(tasks)}")
     overrides = list(set_)
     for key, value in (("engine", engine), ("workers", workers), ("address", address)):
         if value is not None:
             overrides.append(f"{key}={value}")
-    try:
+    with user_errors():
         cfg = load_config(SweepConfig, config, overrides)
-        result = run_sweep(cfg, factory, out, expected_domain=domain)
-    except (ValueError, ConnectionError) as err:
-        raise typer.BadParameter(str(err)) from None
+        result = run_sweep(
+            cfg, TaskSpec(tasks[domain], dict(cfg.base)), out, expected_domain=domain
+        )
     sel = result["selected"]
     tests = {k: v for k, v in sel.items() if k.startswith("test_")}
     typer.echo(
@@ -148,10 +136,9 @@ def figures(
     from shared.figures import make_core_figures
 
     report = make_core_figures(results, out)
-    for module in _register_domains().values():
-        hook = getattr(module, "make_figures", None)
-        if hook is not None:
-            hook(results, out, report)
+    for domain in _register_domains().values():
+        if domain.make_figures is not None:
+            domain.make_figures(results, out, report)
     for path in report.written:
         typer.echo(f"wrote {path}")
     for line in report.missing:
@@ -167,10 +154,10 @@ def _check_output_folder(out: Path) -> None:
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
-        raise typer.BadParameter(f"{out}: the output folder is not writable ({err})") from None
+        fail(f"{out}: the output folder is not writable ({err})")
     free = shutil.disk_usage(out).free
     if free < _DEMO_MIN_FREE_BYTES:
-        raise typer.BadParameter(
+        fail(
             f"{out}: only {free / 1024**2:.0f} MiB free; the demo needs about "
             f"{_DEMO_MIN_FREE_BYTES / 1024**2:.0f} MiB"
         )
@@ -193,12 +180,11 @@ def demo(
     summary: dict[str, dict] = {}
     typer.echo("[demo] simulation experiment")
     summary["simulation"] = {"metrics": run_simulation(out / "simulation")}
-    for command, module in _register_domains().items():
-        hook = getattr(module, "run_demo", None)
-        if hook is None:
+    for command, domain in _register_domains().items():
+        if domain.run_demo is None:
             continue
         typer.echo(f"[demo] {command}")
-        summary[command] = hook(out / command.replace("-", "_"))
+        summary[command] = domain.run_demo(out / command.replace("-", "_"))
     summary["seconds"] = {"total": time.perf_counter() - tic}
     write_json(out / "summary.json", summary)
     (out / "summary.md").write_text(_summary_markdown(summary, out))
@@ -208,14 +194,6 @@ def demo(
         report = part.get("report") if isinstance(part, dict) else None
         if report:
             typer.echo(f"  {name} report: {report}")
-
-
-def _display_path(path: str | Path, base: Path) -> str:
-    """``path`` relative to ``base`` when it lies inside it (no machine paths in summaries)."""
-    try:
-        return str(Path(path).resolve().relative_to(base.resolve()))
-    except ValueError:
-        return str(path)
 
 
 def _summary_markdown(summary: dict, summary_dir: Path) -> str:
@@ -242,13 +220,17 @@ def _summary_markdown(summary: dict, summary_dir: Path) -> str:
         if table:
             lines += [table, ""]
         if part.get("report"):
-            lines += [f"Report: `{_display_path(part['report'], summary_dir)}`", ""]
+            lines += [f"Report: `{display_path(part['report'], summary_dir)}`", ""]
     lines.append(f"Total time: {summary['seconds']['total']:.0f} s.")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     """Entry point of the ``awd`` console script."""
+    import matplotlib
+
+    # Figures are written to files; the backend is chosen here, at the entry point.
+    matplotlib.use("Agg")
     _register_domains()
     app()
 

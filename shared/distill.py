@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from shared.attributions import trim_attributions
+from shared.coeffs import coefficient_names, flat_features
 from shared.gradient_cache import (
     ATTRIBUTION_PATHS,
     AttributionPlan,
@@ -48,12 +49,12 @@ from shared.gradient_cache import (
     attributions_from_gradients,
     plan_attributions,
 )
-from shared.losses import AWDLoss, PenaltyWeights, check_finite_terms, flatten_coeffs
+from shared.losses import AWDLoss, PenaltyWeights, check_finite_terms
 from shared.runs import atomic_write, write_json
 from shared.transform import DWT1d, DWT2d
 from shared.wavelet import LearnableWavelet
 
-__all__ = ["AWDTransformer", "DistillConfig", "coefficient_names", "distill"]
+__all__ = ["AWDTransformer", "DistillConfig", "distill"]
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ def _terms(
     index: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     coeffs = transform(x)
-    x_rec = transform.inverse(coeffs)
+    x_rec = transform.inverse(coeffs, size=x.shape[2:])
     attributions = None
     if teacher is not None and loss.weights.l1_attr > 0 and source is not None:
         # No teacher pass: the transform of the cached input gradient (see DistillConfig).
@@ -622,42 +623,6 @@ def distill(
 
 
 # -- coefficient features ----------------------------------------------------------------
-def coefficient_names(coeffs: Sequence) -> list[str]:
-    """Feature names of flattened coefficients: band, level and position.
-
-    1D: ``cA4_0``, ``cD4_3``, ... ; 2D: ``cH2_3_5`` (band, level, row, column). With more
-    than one channel the channel comes first (``ch1_cD1_7``).
-
-    Examples
-    --------
-    >>> import torch
-    >>> from shared import DWT1d
-    >>> names = coefficient_names(DWT1d("haar", levels=2)(torch.zeros(1, 1, 8)))
-    >>> names[:3], names[-1]
-    (['cA2_0', 'cA2_1', 'cD2_0'], 'cD1_3')
-    """
-    levels = len(coeffs) - 1
-    entries: list[tuple[str, Tensor]] = [(f"cA{levels}", coeffs[0])]
-    for i, band in enumerate(coeffs[1:]):
-        level = levels - i
-        if isinstance(band, (tuple, list)):
-            entries.extend((f"c{b}{level}", t) for b, t in zip("HVD", band, strict=True))
-        else:
-            entries.append((f"cD{level}", band))
-    names = []
-    for name, tensor in entries:
-        channels, *spatial = tensor.shape[1:]
-        for ch in range(channels):
-            prefix = f"ch{ch}_" if channels > 1 else ""
-            for pos in np.ndindex(*spatial):
-                names.append(f"{prefix}{name}_" + "_".join(str(p) for p in pos))
-    return names
-
-
-def _flat_features(coeffs: Sequence) -> Tensor:
-    return torch.cat([c.reshape(c.shape[0], -1) for c in flatten_coeffs(coeffs)], dim=1)
-
-
 class AWDTransformer(TransformerMixin, BaseEstimator):
     """scikit-learn estimator around :func:`distill`: fit a wavelet, transform to coefficients.
 
@@ -781,7 +746,7 @@ class AWDTransformer(TransformerMixin, BaseEstimator):
             raise ValueError("this AWDTransformer is not fitted yet; call fit first")
         x = self._as_input(X).to(self.device)
         with torch.no_grad():
-            return _flat_features(self.transform_(x)).cpu().numpy()
+            return flat_features(self.transform_(x)).cpu().numpy()
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """Names saying band, level and position of each output feature."""

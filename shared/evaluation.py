@@ -49,6 +49,7 @@ __all__ = [
     "bootstrap_draws",
     "bootstrap_sd",
     "f1",
+    "mean_scaled_rmse",
     "n_parameters",
     "paired_difference",
     "r2",
@@ -71,6 +72,7 @@ METRICS_COLUMNS = [
     "sd",
     "n_test",
     "seconds_per_item",
+    "mean_scaled_rmse",
     "n_parameters",
 ]
 #: Columns of ``comparisons.csv``: ``diff`` is metric(a) - metric(b) on the same test items.
@@ -88,6 +90,19 @@ def rmse(y: np.ndarray, p: np.ndarray) -> float:
     """
     err = np.asarray(p, dtype=np.float64) - np.asarray(y, dtype=np.float64)
     return float(np.sqrt(np.mean(err**2)))
+
+
+def mean_scaled_rmse(pred: np.ndarray, y: np.ndarray, scale: np.ndarray) -> float:
+    """Mean over the target columns of RMSE / ``scale`` (e.g. the training SD).
+
+    The selection score of multi-target regressions: lower is better.
+
+    Examples
+    --------
+    >>> mean_scaled_rmse(np.ones((4, 2)), np.zeros((4, 2)), np.array([1.0, 2.0]))
+    0.75
+    """
+    return float(np.mean(np.sqrt(((pred - y) ** 2).mean(0)) / scale))
 
 
 def r2(y: np.ndarray, p: np.ndarray) -> float:

@@ -13,6 +13,7 @@ module, which builds through ``report.build`` (so missing inputs are named, not 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -198,7 +199,7 @@ def make_core_figures(results: Path, out: Path, report: FigureReport | None = No
         report.build(
             f"heatmap {summary.parent.name}",
             [summary],
-            lambda s=summary: _heatmap_figure(s, out, s.parent.name),
+            functools.partial(_heatmap_figure, summary, out, summary.parent.name),
         )
     return report
 

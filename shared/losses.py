@@ -16,6 +16,7 @@ weights comparable across data sizes.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -76,13 +77,13 @@ def _l1_of_groups(coeffs: Sequence, normalize: bool) -> Tensor:
     if not groups:
         raise ValueError("no coefficients given")
     n_batch = groups[0][0].shape[0]
-    total = 0.0
-    for group in groups:
-        if normalize:
-            total = total + sum(t.abs().mean() for t in group) / len(group)
-        else:
-            total = total + sum(t.abs().sum() for t in group) / n_batch
-    return total / len(groups)
+    per_group = [
+        functools.reduce(torch.add, [t.abs().mean() for t in group]) / len(group)
+        if normalize
+        else functools.reduce(torch.add, [t.abs().sum() for t in group]) / n_batch
+        for group in groups
+    ]
+    return functools.reduce(torch.add, per_group) / len(groups)
 
 
 def l1_coeffs_loss(coeffs: Sequence, *, normalize: bool = False) -> Tensor:
@@ -114,7 +115,7 @@ def l1_attribution_loss(attributions: Sequence, *, normalize: bool = False) -> T
     """
     # A list of coefficient lists holds one attribution per target (2D triples are tuples).
     if attributions and isinstance(attributions[0], list):
-        return sum(_l1_of_groups(a, normalize) for a in attributions)
+        return functools.reduce(torch.add, [_l1_of_groups(a, normalize) for a in attributions])
     return _l1_of_groups(attributions, normalize)
 
 

@@ -126,9 +126,8 @@ def plot_grid_heatmap(
     if annotate:
         for i, j in zip(*np.nonzero(np.isfinite(grid)), strict=True):
             # White on the dark half of the colour map, black on the light half.
-            dark = (
-                image.norm(grid[i, j]) < 0.5 if higher_is_better else image.norm(grid[i, j]) > 0.5
-            )
+            shade = float(np.asarray(image.norm(grid[i : i + 1, j])).item())
+            dark = shade < 0.5 if higher_is_better else shade > 0.5
             ax.text(j, i, f"{grid[i, j]:.3g}", ha="center", va="center", fontsize=6,
                     color="w" if dark else "k")  # fmt: skip
     if best is not None:

@@ -180,6 +180,10 @@ def render(title: str, sections: Sequence[Section], images: dict[str, bytes] | N
     )
 
 
+def _write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda p: p.write_bytes(data))
+
+
 def write_report(
     out: str | os.PathLike, title: str, sections: Sequence[Section], name: str = "report.html"
 ) -> Path:
@@ -188,5 +192,5 @@ def write_report(
     images: dict[str, bytes] = {}
     text = render(title, sections, images)
     for fig_name, png in images.items():
-        atomic_write(out / f"{fig_name}.png", lambda p, b=png: p.write_bytes(b))
+        _write_bytes(out / f"{fig_name}.png", png)
     return atomic_write(out / name, lambda p: p.write_text(text))

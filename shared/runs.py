@@ -32,7 +32,7 @@ import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,12 +50,16 @@ __all__ = [
     "FORMAT_VERSION",
     "RunDir",
     "atomic_write",
+    "check_step_overrides",
     "environment_info",
     "fingerprint",
     "load_model",
     "load_transform",
+    "open_run",
+    "save_config",
     "save_model",
     "save_transform",
+    "start_run",
     "write_csv",
     "write_json",
 ]
@@ -64,7 +68,7 @@ __all__ = [
 FORMAT_VERSION = 1
 
 
-def atomic_write(path: str | os.PathLike, writer: Callable[[Path], None], suffix: str = "") -> Path:
+def atomic_write(path: str | os.PathLike, writer: Callable[[Path], Any], suffix: str = "") -> Path:
     """Write ``path`` through ``writer(tmp_path)`` and rename it into place.
 
     The temporary file lives in the target folder, so the final rename is atomic; on any
@@ -131,7 +135,7 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     return atomic_write(path, lambda p: p.write_text(text))
 
 
-def write_csv(path: str | os.PathLike, rows: list[Mapping[str, Any]]) -> Path:
+def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> Path:
     """Atomically write dict rows as CSV (columns in order of first appearance).
 
     Examples
@@ -175,7 +179,7 @@ def environment_info(seed: int | None = None) -> dict[str, Any]:
     """Versions, device and seed: the ``env.json`` of a run directory."""
     from importlib.metadata import PackageNotFoundError, version
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("awd", "torch", "numpy", "PyWavelets", "scipy", "scikit-learn", "safetensors"):
         try:
             versions[pkg] = version(pkg)
@@ -314,7 +318,7 @@ def load_transform(path: str | os.PathLike) -> DWT1d | DWT2d:
             f"{tensors_path}: h0 has shape {tuple(h0.shape)} but the metadata says length "
             f"{meta['filter_length']}"
         )
-    kinds = {"DWT1d": DWT1d, "DWT2d": DWT2d}
+    kinds: dict[str, type[DWT1d] | type[DWT2d]] = {"DWT1d": DWT1d, "DWT2d": DWT2d}
     if meta.get("kind") not in kinds:
         raise ValueError(f"{meta_path}: unknown transform kind {meta.get('kind')!r}")
     wavelet = LearnableWavelet(h0, dtype=h0.dtype)
@@ -567,3 +571,99 @@ class RunDir:
     def write_environment(self, seed: int | None = None) -> Path:
         """``RUN/env.json``: versions, device, seed."""
         return write_json(self.root / "env.json", environment_info(seed))
+
+
+# -- the settings of a run -------------------------------------------------------------------
+ConfigLoader = Callable[..., Any]  # load_config(path, overrides, base=None) -> config
+
+
+def check_step_overrides(
+    overrides: Sequence[str], step: str, sections: Mapping[str, Sequence[str]]
+) -> None:
+    """Refuse ``--set`` overrides of config sections that another step owns.
+
+    ``sections`` maps each step to the config sections it may change.
+
+    Examples
+    --------
+    >>> owners = {"teacher": ("teacher",), "distill": ("distill",)}
+    >>> check_step_overrides(["teacher.epochs=3"], "distill", owners)
+    Traceback (most recent call last):
+    ...
+    ValueError: --set teacher.epochs=3: the distill step takes settings of ['distill'] only; it belongs to the teacher step
+    """  # noqa: E501
+    allowed = tuple(sections.get(step, ()))
+    for item in overrides:
+        section = item.split("=", 1)[0].strip().split(".")[0]
+        if section not in allowed:
+            owner = next((s for s, secs in sections.items() if section in secs), None)
+            hint = f"; it belongs to the {owner} step" if owner else ""
+            raise ValueError(
+                f"--set {item}: the {step} step takes settings of {list(allowed)} only{hint}"
+            )
+
+
+def save_config(run: RunDir, config: Any) -> Path:
+    """Write the run's ``config.yaml``: called by a step once it has run."""
+    from shared.config import dump_config
+
+    text = dump_config(config)
+    return atomic_write(run.config_path, lambda p: p.write_text(text))
+
+
+def start_run(
+    root: str | os.PathLike,
+    domain: str,
+    load: ConfigLoader,
+    data: str | os.PathLike | None = None,
+    config_path: str | os.PathLike | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    check_data: Callable[[Path, Any], Any] | None = None,
+    seed: Callable[[Any], int | None] = lambda cfg: None,
+) -> tuple[RunDir, Any]:
+    """Check the settings (and the data), then create or reopen a run directory.
+
+    A new run needs ``data``; an existing run keeps its data and its config, updated by
+    ``config_path`` and ``overrides``. ``load(path, overrides, base=...)`` is the domain's
+    config loader; ``check_data(data, config)`` may refuse data before the run exists.
+    Nothing is written if a setting or the data is wrong.
+    """
+    root = Path(root)
+    if (root / RUN_MARKER).exists():
+        run = RunDir.open(root, domain)
+        base = load(run.config_path) if run.config_path.exists() else None
+        cfg = load(config_path, overrides, base=base)
+        if data is not None and Path(data).resolve() != run.data_path:
+            raise ValueError(
+                f"{run.root}: this run was made on {run.data_path}, not {Path(data).resolve()}; "
+                "use a new run directory for other data"
+            )
+        return run, cfg
+    cfg = load(config_path, overrides)
+    if data is None:
+        raise ValueError(f"{root}: a new run needs its data (--data)")
+    if check_data is not None:
+        check_data(Path(data), cfg)
+    run = RunDir.create(root, domain, data)
+    run.write_environment(seed(cfg))
+    return run, cfg
+
+
+def open_run(
+    root: str | os.PathLike,
+    domain: str,
+    load: ConfigLoader,
+    overrides: Sequence[str] = (),
+    step: str | None = None,
+    sections: Mapping[str, Sequence[str]] | None = None,
+) -> tuple[RunDir, Any]:
+    """Reopen a run and its settings, with ``overrides`` for ``step``'s sections (checked)."""
+    run = RunDir.open(root, domain)
+    if not run.config_path.exists():
+        raise ValueError(f"{run.root}: config.yaml is missing; run the teacher step first")
+    if overrides:
+        if step is None:
+            raise ValueError("this step takes no --set overrides")
+        check_step_overrides(overrides, step, sections or {})
+    return run, load(run.config_path, overrides)

@@ -36,7 +36,7 @@ from shared.runs import (
     write_csv,
     write_json,
 )
-from shared.transform import DWT1d, Mode
+from shared.transform import DWT1d, DWT2d, Mode
 from shared.wavelet import LearnableWavelet
 
 __all__ = [
@@ -203,7 +203,7 @@ def run_simulation(out: str | Path, config: SimulationConfig | None = None) -> d
 
     truth = LearnableWavelet(config.wavelet)
     start = LearnableWavelet(config.wavelet, noise=config.init_noise, seed=config.seed)
-    transform = DWT1d(start, config.levels, config.mode)
+    transform: DWT1d | DWT2d = DWT1d(start, config.levels, config.mode)
     index = _planted_index(config)
     probe = data["x_test"][:512]
     mass_init = level_mass(trim_attributions(teacher, transform, probe), index)

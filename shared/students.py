@@ -50,13 +50,47 @@ from safetensors.numpy import load_file, save_file
 from shared.runs import atomic_write, load_transform, save_transform, write_json
 from shared.transform import DWT1d, DWT2d
 
-__all__ = ["STUDENT_FORMAT", "load_student", "save_student"]
+__all__ = ["STUDENT_FORMAT", "Savable", "class_map", "load_student", "save_student"]
 
 STUDENT_FORMAT = "awd-student"
 STUDENT_FORMAT_VERSION = 1
 
 _STUDENT_JSON = "student.json"
 _ARRAYS = "arrays.safetensors"
+
+
+class Savable:
+    """Mixin: an object saved as its instance attributes (see :func:`save_student`).
+
+    ``get_state`` returns the attributes (minus the names in ``_state_exclude``, which come
+    back as ``None``); ``from_state`` rebuilds the object without calling ``__init__``, so
+    a fitted object comes back exactly as it was. Override both for attributes that are
+    not arrays, numbers, strings, transforms, estimators or other savable objects.
+
+    Examples
+    --------
+    >>> class Mean(Savable):
+    ...     def fit(self, y):
+    ...         self.mean_ = np.mean(y, axis=0)
+    ...         return self
+    >>> m = Mean.from_state(Mean().fit(np.ones((3, 2))).get_state())
+    >>> m.mean_.tolist()
+    [1.0, 1.0]
+    """
+
+    _state_exclude: tuple[str, ...] = ()
+
+    def get_state(self) -> dict[str, Any]:
+        """The attributes that make this object what it is."""
+        return {k: v for k, v in vars(self).items() if k not in self._state_exclude}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Any:
+        """Rebuild an object saved by :meth:`get_state`."""
+        obj = cls.__new__(cls)
+        obj.__dict__.update({k: None for k in cls._state_exclude})
+        obj.__dict__.update(state)
+        return obj
 
 
 def _sklearn_classes() -> dict[str, type]:
@@ -233,7 +267,8 @@ class _Reader:
                 f"student.json names the class {name!r}, which this loader does not know; "
                 f"known: {sorted(self.classes)}"
             )
-        return self.classes[name].from_state(self.decode(node["state"]))
+        cls: Any = self.classes[name]
+        return cls.from_state(self.decode(node["state"]))
 
 
 def _safe_name(name: str) -> str:

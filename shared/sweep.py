@@ -286,7 +286,7 @@ def _run_ray(engine: Engine, spec: TaskSpec, root: Path, chains: list[list[dict]
         ),
     )
     results = tuner.fit()
-    errors = [r.error for r in results if r.error is not None]
+    errors = [results[i].error for i in range(len(results)) if results[i].error is not None]
     if errors:
         raise RuntimeError(f"{len(errors)} chain(s) failed on Ray; first error: {errors[0]}")
 

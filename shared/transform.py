@@ -20,6 +20,7 @@ periodic analysis of the even-extended signal. Hence in ``zero`` and (for even l
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Literal
 
@@ -250,13 +251,10 @@ def _rows_product(x: Tensor, matrix: Tensor, plan: Plan) -> Tensor:
     """``x @ matrix.T`` for a banded ``matrix`` (p, q) and ``x`` (..., q)."""
     if len(plan) == 1 and plan[0][2] == ((0, matrix.shape[1]),):
         return x @ matrix.T
-    parts = []
+    parts: list[Tensor] = []
     for r0, r1, ranges in plan:
-        part = None
-        for c0, c1 in ranges:
-            term = x[..., c0:c1] @ matrix[r0:r1, c0:c1].T
-            part = term if part is None else part + term
-        parts.append(part)
+        terms = [x[..., c0:c1] @ matrix[r0:r1, c0:c1].T for c0, c1 in ranges]
+        parts.append(functools.reduce(torch.add, terms))
     return torch.cat(parts, dim=-1)
 
 
@@ -264,13 +262,10 @@ def _cols_product(matrix: Tensor, x: Tensor, plan: Plan) -> Tensor:
     """``matrix @ x`` for a banded ``matrix`` (p, q) and ``x`` (B, q, W)."""
     if len(plan) == 1 and plan[0][2] == ((0, matrix.shape[1]),):
         return matrix @ x
-    parts = []
+    parts: list[Tensor] = []
     for r0, r1, ranges in plan:
-        part = None
-        for c0, c1 in ranges:
-            term = matrix[r0:r1, c0:c1] @ x[..., c0:c1, :]
-            part = term if part is None else part + term
-        parts.append(part)
+        terms = [matrix[r0:r1, c0:c1] @ x[..., c0:c1, :] for c0, c1 in ranges]
+        parts.append(functools.reduce(torch.add, terms))
     return torch.cat(parts, dim=-2)
 
 
@@ -445,12 +440,13 @@ class DWT1d(_DWTBase):
 def _compose_analysis(mats: list[Tensor], sizes: list[int]) -> Tensor:
     """Rows ``[cA_J; cD_J; ...; cD_1]`` of the whole J-level analysis as one matrix."""
     details = []
-    chain = None
+    chain: Tensor | None = None
     for mat, m in zip(mats, sizes[1:], strict=True):
         step = mat if chain is None else mat @ chain
         low, high = step.split([m, m], dim=0)
         details.append(high)
         chain = low
+    assert chain is not None  # levels >= 1
     return torch.cat([chain, *details[::-1]], dim=0)
 
 

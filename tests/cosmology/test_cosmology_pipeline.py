@@ -1,8 +1,9 @@
-"""The cosmology pipeline end to end through the CLI on tiny data, and its bad inputs."""
+"""The cosmology pipeline end to end through the CLI on tiny data, predict, and bad inputs."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,12 +11,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from cosmology.config import load_config
 from cosmology.cosmologies import design_ten
-from cosmology.evaluate import METRIC_COLUMNS, bootstrap_rmse
+from cosmology.io import read_map, write_map
+from cosmology.pipeline import load_splits
+from cosmology.predict import load_student
 from cosmology.simulate import simulate_dataset
 from cosmology.student import TemplateChi2, check_predictions
 from cosmology.teacher import load_teacher, predict
 from shared.cli import _register_domains, app
+from shared.evaluation import METRICS_COLUMNS, bootstrap_draws, bootstrap_sd, rmse
 
 runner = CliRunner()
 _register_domains()
@@ -46,10 +51,10 @@ def run_dir(data_root, tmp_path_factory):
         "teacher.patience=12",
         "distill.lambdas=[0.005]",
         "distill.gammas=[0.0,0.01]",
-        "distill.epochs=1",
+        "distill.train.epochs=1",
         "distill.n_maps=30",
         "distill.n_val_maps=12",
-        "distill.batch_size=15",
+        "distill.train.batch_size=15",
         "student.coverages=[0.95,0.99]",
         "student.ridge_alphas=[1.0,10.0]",
         "student.xgb_estimators=20",
@@ -58,14 +63,27 @@ def run_dir(data_root, tmp_path_factory):
         "evaluate.n_attr_maps=4",
         "evaluate.timing_maps=16",
     ]
-    args = ["train-teacher", "--run", str(run), "--data", str(data_root)]
-    for s in sets:
-        args += ["--set", s]
-    res = _invoke(*args)
+    steps = {
+        "teacher": ["train-teacher", "--data", str(data_root)],
+        "distill": ["distill"],
+        "evaluate": ["evaluate"],
+    }
+    for step, command in steps.items():
+        args = [*command, "--run", str(run)]
+        for s in sets:
+            if (
+                s.split(".")[0]
+                in {
+                    "teacher": ("teacher",),
+                    "distill": ("distill",),
+                    "evaluate": ("student", "evaluate"),
+                }[step]
+            ):
+                args += ["--set", s]
+        res = _invoke(*args)
+        assert res.exit_code == 0, (command, res.output)
+    res = _invoke("report", "--run", str(run))
     assert res.exit_code == 0, res.output
-    for cmd in ("distill", "evaluate", "report"):
-        res = _invoke(cmd, "--run", str(run))
-        assert res.exit_code == 0, (cmd, res.output)
     return run
 
 
@@ -83,12 +101,21 @@ def test_every_command_writes_its_outputs(run_dir):
         "run.json",
         "config.yaml",
         "env.json",
-        "teacher/teacher.pt",
+        "teacher/model.safetensors",
+        "teacher/model.json",
         "teacher/history.json",
+        "teacher/step.json",
         "distill/grid.json",
-        "distill/lam0.005_gam0.01/transform.safetensors",
-        "distill/lam0.005_gam0.01/transform.json",
+        "distill/step.json",
+        "distill/lam0.005_gam0.01/wavelet.safetensors",
+        "distill/lam0.005_gam0.01/wavelet.json",
+        "students/index.json",
+        "students/awd/student.json",
+        "students/awd_multiscale_xgboost/arrays.safetensors",
+        "students/trivial/student.json",
         "evaluate/metrics.csv",
+        "evaluate/comparisons.csv",
+        "evaluate/step.json",
         "evaluate/metrics.md",
         "evaluate/selection.json",
         "report/report.html",
@@ -99,13 +126,21 @@ def test_every_command_writes_its_outputs(run_dir):
         assert (run_dir / rel).is_file(), rel
     html = (run_dir / "report" / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 9 and "src='http" not in html
-    meta = json.loads((run_dir / "distill/lam0.005_gam0.01/transform.json").read_text())
+    meta = json.loads((run_dir / "distill/lam0.005_gam0.01/wavelet.json").read_text())
     assert meta["extra"]["warm_start_from"] == "lam0.005_gam0"
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["domain"] == "cosmology" and run["data"]["fingerprint"].startswith("sha256:")
+    assert Path(run["data"]["path"]).is_absolute()
+    step = json.loads((run_dir / "distill" / "step.json").read_text())
+    assert step["settings"]["distill"]["train"]["epochs"] == 1
+    assert set(step["inputs"]) == {"data", "teacher"}
+    # config.yaml holds what each step ran with.
+    assert load_config(run_dir / "config.yaml").distill.train.batch_size == 15
 
 
 def test_metrics_are_complete_finite_and_sensible(run_dir):
     m = pd.read_csv(run_dir / "evaluate" / "metrics.csv")
-    assert list(m.columns) == METRIC_COLUMNS
+    assert list(m.columns) == METRICS_COLUMNS
     methods = set(m.method)
     for name in (
         "awd",
@@ -129,10 +164,10 @@ def test_metrics_are_complete_finite_and_sensible(run_dir):
         "db5_l1",
     ):
         assert name in methods, name
-    assert np.isfinite(m[["rmse", "rmse_sd", "predict_seconds_per_map"]].to_numpy()).all()
-    assert (m.rmse >= 0).all() and (m.rmse < 0.5).all() and (m.rmse_sd >= 0).all()
-    assert (m.n_test == 24).all()  # 3 cosmologies x 8 test realizations
-    rmse = m.set_index(["method", "parameter"]).rmse
+    assert np.isfinite(m[["value", "sd", "seconds_per_item", "n_parameters"]].to_numpy()).all()
+    assert (m.value >= 0).all() and (m.value < 0.5).all() and (m.sd >= 0).all()
+    assert (m.n_test == 24).all() and (m.metric == "rmse").all()  # 3 cosmologies x 8 maps
+    rmse = m.set_index(["method", "target"]).value
     # On this easy setting the teacher beats the constant predictor on both parameters.
     for p in ("omega_m", "sigma_8"):
         assert rmse["teacher", p] < 0.8 * rmse["trivial", p]
@@ -145,39 +180,107 @@ def test_metrics_are_complete_finite_and_sensible(run_dir):
 def test_trivial_is_the_training_mean(run_dir, data_root):
     preds = np.load(run_dir / "evaluate" / "predictions.npz")
     y = preds["y_test"]
-    m = pd.read_csv(run_dir / "evaluate" / "metrics.csv").set_index(["method", "parameter"])
+    m = pd.read_csv(run_dir / "evaluate" / "metrics.csv").set_index(["method", "target"])
     # Training and test sets hold the same three cosmologies equally often.
     mean = y.mean(0)
     for j, p in enumerate(("omega_m", "sigma_8")):
         expected = np.sqrt(((y[:, j] - mean[j]) ** 2).mean())
-        assert m.rmse["trivial", p] == pytest.approx(expected, rel=1e-4)
+        assert m.value["trivial", p] == pytest.approx(expected, rel=1e-4)
+
+
+def _test_files(run_dir) -> list[str]:
+    cfg = load_config(run_dir / "config.yaml")
+    data = json.loads((run_dir / "run.json").read_text())["data"]["path"]
+    return load_splits(data, cfg, ("test",)).catalogs["test"]["file"].tolist()
+
+
+@pytest.mark.parametrize("method", ["awd", "awd_multiscale_xgboost", "db5_l1_ridge", "roberts"])
+def test_predicting_the_test_split_reproduces_the_evaluation(run_dir, tmp_path, method):
+    files = _test_files(run_dir)
+    out = tmp_path / "pred.csv"
+    res = _invoke("predict", *files, "--run", str(run_dir), "--out", str(out), "--method", method)
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(out)
+    assert table.file.tolist() == files and (table.student == method).all()
+    y = np.load(run_dir / "evaluate" / "predictions.npz")["y_test"]
+    m = pd.read_csv(run_dir / "evaluate" / "metrics.csv").set_index(["method", "target"])
+    draws = bootstrap_draws(len(y), 50, 1)
+    for j, p in enumerate(("omega_m", "sigma_8")):
+        pred = table[p].to_numpy()
+        assert float(f"{rmse(y[:, j], pred):.6g}") == m.value[method, p]
+        assert float(f"{bootstrap_sd(rmse, y[:, j], pred, draws):.6g}") == m.sd[method, p]
+
+
+def test_the_default_student_and_the_python_api(run_dir):
+    index = json.loads((run_dir / "students" / "index.json").read_text())
+    student = load_student(run_dir)
+    assert student.method == index["default"] and student.method.startswith("awd")
+    files = _test_files(run_dir)[:3]
+    maps = np.stack([read_map(f)[0] for f in files])
+    expected = np.load(run_dir / "evaluate" / "predictions.npz")[student.method][:3]
+    # Three maps instead of the whole split: the 2D transform may round differently per batch.
+    np.testing.assert_allclose(student.predict(maps), expected, rtol=1e-6)
+
+
+def test_predict_refuses_maps_that_do_not_fit(run_dir, tmp_path):
+    big = tmp_path / "big.fits"
+    write_map(big, np.zeros((128, 128)), 3.5)
+    res = _invoke("predict", str(big), "--run", str(run_dir), "--out", str(tmp_path / "p.csv"))
+    assert res.exit_code == 2 and "big.fits" in res.output and "64x64" in res.output
+    wide = tmp_path / "wide.fits"
+    write_map(wide, np.zeros((64, 64)), 5.0)
+    res = _invoke("predict", str(wide), "--run", str(run_dir), "--out", str(tmp_path / "p.csv"))
+    assert res.exit_code == 2 and "wide.fits" in res.output and "side angle 5" in res.output
+    assert not (tmp_path / "p.csv").exists()
+    res = _invoke(
+        "predict",
+        str(big),
+        "--run",
+        str(run_dir),
+        "--out",
+        str(tmp_path / "p.csv"),
+        "--method",
+        "nope",
+    )
+    assert res.exit_code == 2 and "no student 'nope'" in res.output
+
+
+def test_a_step_refuses_settings_of_another_step(run_dir):
+    before = (run_dir / "config.yaml").read_text()
+    res = _invoke("evaluate", "--run", str(run_dir), "--set", "distill.train.epochs=3")
+    assert res.exit_code == 2 and "belongs to the distill step" in res.output
+    res = _invoke("distill", "--run", str(run_dir), "--set", "distill.train.epochs=zero")
+    assert res.exit_code == 2 and "distill.train.epochs: expected an integer" in res.output
+    assert "Traceback" not in res.output
+    assert (run_dir / "config.yaml").read_text() == before
 
 
 def test_teacher_that_does_not_fit_is_refused(run_dir, tmp_path):
-    path = run_dir / "teacher" / "teacher.pt"
+    path = run_dir / "teacher" / "model"
     with pytest.raises(ValueError, match="trained on 64x64 maps, these are 128x128"):
         load_teacher(path, n_pix=128)
     with pytest.raises(ValueError, match="holds a 'small' teacher"):
         load_teacher(path, arch="resnet18")
-    payload = torch.load(path, weights_only=True)
-    payload["width"] = 4
-    bad = tmp_path / "bad.pt"
-    torch.save(payload, bad)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["width"] = 4
+    bad = tmp_path / "bad"
+    bad.with_suffix(".json").write_text(json.dumps(meta))
+    bad.with_suffix(".safetensors").write_bytes(path.with_suffix(".safetensors").read_bytes())
     with pytest.raises(ValueError, match="do not fit a small teacher"):
         load_teacher(bad)
-    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable teacher file"):
-        load_teacher(tmp_path / "junk.pt")
+    bad.with_suffix(".safetensors").write_bytes(b"not weights")
+    with pytest.raises(ValueError, match="cannot read the weights"):
+        load_teacher(bad)
 
 
 def test_run_directory_of_another_domain_is_refused(tmp_path):
     run = tmp_path / "other"
     run.mkdir()
-    (run / "run.json").write_text(json.dumps({"domain": "molecular_partner"}))
+    (run / "run.json").write_text(json.dumps({"domain": "molecular-partner"}))
     for cmd in ("distill", "evaluate", "report"):
         res = _invoke(cmd, "--run", str(run))
         assert res.exit_code == 2
-        assert "domain 'molecular_partner', not 'cosmology'" in res.output
+        assert "domain 'molecular-partner', not 'cosmology'" in res.output
     res = _invoke("evaluate", "--run", str(tmp_path / "missing"))
     assert res.exit_code == 2 and "not a run directory" in res.output
 
@@ -192,7 +295,7 @@ def test_single_cosmology_template_and_nan_predictions_are_refused():
 
 
 def test_teacher_nan_predictions_are_refused(run_dir):
-    teacher = load_teacher(run_dir / "teacher" / "teacher.pt")
+    teacher = load_teacher(run_dir / "teacher" / "model")
     maps = torch.zeros(2, 64, 64)
     maps[0, 3, 3] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
@@ -201,9 +304,9 @@ def test_teacher_nan_predictions_are_refused(run_dir):
 
 def test_bootstrap_sd_shrinks_with_more_maps():
     rng = np.random.default_rng(0)
-    y = np.zeros((4000, 1))
-    pred = rng.normal(size=(4000, 1))
-    _, sd_small = bootstrap_rmse(y[:100], pred[:100], 300)
-    rmse, sd_large = bootstrap_rmse(y, pred, 300)
-    assert rmse[0] == pytest.approx(1.0, abs=0.05)
-    assert sd_large[0] < sd_small[0] / 3
+    y = np.zeros(4000)
+    pred = rng.normal(size=4000)
+    sd_small = bootstrap_sd(rmse, y[:100], pred[:100], bootstrap_draws(100, 300, 0))
+    sd_large = bootstrap_sd(rmse, y, pred, bootstrap_draws(4000, 300, 0))
+    assert rmse(y, pred) == pytest.approx(1.0, abs=0.05)
+    assert sd_large < sd_small / 3

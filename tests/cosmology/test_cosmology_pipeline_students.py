@@ -8,7 +8,7 @@ import torch
 from scipy import ndimage
 
 from cosmology._lenstools import convergence_map
-from cosmology.config import RunConfig, TeacherConfig, load_config
+from cosmology.config import CONFIGS, RunConfig, TeacherConfig, load_config
 from cosmology.statistics import filter_maps, find_peaks
 from cosmology.student import (
     MultiscalePeakFeatures,
@@ -26,11 +26,12 @@ from cosmology.student import (
 from cosmology.teacher import (
     SmallCNN,
     build_teacher,
-    count_parameters,
     dihedral_augment,
     train_teacher,
 )
 from shared import DWT2d, LearnableWavelet
+from shared.config import dump_config
+from shared.evaluation import n_parameters as count_parameters
 
 
 def _maps(n: int, size: int = 48, seed: int = 0) -> np.ndarray:
@@ -90,7 +91,7 @@ def test_multiscale_features_cover_every_band():
     X = f.transform(maps)
     names = f.names()
     assert X.shape == (5, len(names)) == (5, 10 * 2 * 4)
-    assert names[0] == "A3_max_bin0" and names[-1] == "D1_min_bin3"
+    assert names[0] == "cA3_max_bin0" and names[-1] == "cD1_min_bin3"
     assert X.sum() > 0
 
 
@@ -196,13 +197,34 @@ def test_teacher_resume_ends_where_an_uninterrupted_run_ends(tmp_path):
 
 
 def test_config_overrides_and_errors(tmp_path):
-    cfg = RunConfig().override(["distill.gammas=[0, 0.01]", "teacher.arch=resnet18"])
-    assert cfg.distill.gammas == (0, 0.01) and cfg.teacher.arch == "resnet18"
+    cfg = load_config(None, ["distill.gammas=[0, 0.01]", "teacher.arch=resnet18"])
+    assert cfg.distill.gammas == (0.0, 0.01) and cfg.teacher.arch == "resnet18"
     with pytest.raises(ValueError, match=r"no setting 'teacher\.depth'"):
-        RunConfig().override(["teacher.depth=3"])
+        load_config(None, ["teacher.depth=3"])
+    for bad_value, message in (
+        ("teacher.arch=vgg", r"teacher\.arch: must be one of 'small', 'resnet18'"),
+        ("teacher.epochs=1.5", r"teacher\.epochs: expected an integer, got 1\.5"),
+        ("teacher.lr=-1", r"teacher\.lr: must be > 0"),
+        ("distill.gammas=[0, -0.1]", r"distill\.gammas: values must be >= 0"),
+        ("distill.lambdas=[]", r"distill\.lambdas: must not be empty"),
+        ("student.coverages=[1.5]", r"student\.coverages: values must be <= 1"),
+        ("data.split_fractions=[0.5, 0.5, 0.5]", "split_fractions must sum to 1"),
+        ("distill.train.epochs=0", r"distill\.train.*epochs must be >= 1"),
+        ("data.noise=maybe", r"data\.noise: expected true or false"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            load_config(None, [bad_value])
     bad = tmp_path / "c.yaml"
     bad.write_text("teacher:\n  widht: 3\n")
     with pytest.raises(ValueError, match=r"unknown keys \[.widht.\]"):
         load_config(bad)
     with pytest.raises(ValueError, match="config file not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_shipped_default_config_is_exactly_the_defaults():
+    assert (CONFIGS / "default.yaml").read_text().endswith(dump_config(RunConfig()))
+    assert load_config(CONFIGS / "default.yaml") == RunConfig()
+    for path in CONFIGS.glob("*.yaml"):
+        if "sweep" not in path.name:
+            load_config(path)  # every shipped config is valid

@@ -35,7 +35,8 @@ def _config(tmp_path: Path, data_root: Path) -> Path:
     cfg["base"]["data"] = str(data_root)
     settings = cfg["base"]["settings"]
     settings["teacher"].update(epochs=1, batch_size=16)
-    settings["distill"].update(levels=2, epochs=1, batch_size=20, n_maps=30, n_val_maps=6)
+    settings["distill"].update(levels=2, n_maps=30, n_val_maps=6)
+    settings["distill"]["train"].update(epochs=1, batch_size=20)
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -57,7 +58,9 @@ def test_sweep_cosmology_through_the_cli(tmp_path, data_root):
     meta1 = json.loads((out / "lam0.01_gam0.01" / "wavelet.json").read_text())
     assert meta0["extra"]["warm_start_from"] is None
     assert meta1["extra"]["warm_start_from"] == "lam0.01_gam0"
-    assert (out / "teacher" / "teacher.pt").exists()
+    assert (out / "teacher" / "model.safetensors").exists()
+    grid = json.loads((out / "grid.json").read_text())
+    assert grid["format"] == "awd-grid" and not grid["greater_is_better"]
     assert not (out / "lam0.01_gam0" / "checkpoint").exists()
     # A rerun resumes: every point is finished, nothing is distilled again.
     again = runner.invoke(app, args)

@@ -28,7 +28,7 @@ def test_metrics_table_rows_and_missing_metrics():
             ("awd", "auc", 0.8, 0.02, 10, 3e-7),
             ("teacher", "r2", 0.2, 0.03, 10, 4e-6),
         ],
-        columns=["method", "metric", "value", "sd", "n_test", "predict_seconds_per_trace"],
+        columns=["method", "metric", "value", "sd", "n_test", "seconds_per_item"],
     )
     lines = _metrics_table(metrics).splitlines()
     assert lines[2] == "| awd | 0.250 (0.010) | 0.800 (0.020) | 3.00e-07 |"

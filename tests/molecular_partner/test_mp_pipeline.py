@@ -1,4 +1,5 @@
-"""The whole molecular-partner pipeline through the CLI on a tiny simulated set, and bad input."""
+"""The whole molecular-partner pipeline through the CLI on a tiny simulated set, predict,
+and bad input."""
 
 import json
 import math
@@ -10,18 +11,16 @@ import torch
 from typer.testing import CliRunner
 
 from molecular_partner.config import DistillSettings, TeacherSettings, load_config
-from molecular_partner.evaluate import METRICS_COLUMNS, evaluate, read_metrics
+from molecular_partner.data import load_tracks
+from molecular_partner.evaluate import METRICS_COLUMNS, read_metrics
+from molecular_partner.predict import load_student
 from molecular_partner.student import LinearHead, TopCoefficients, hand_features, make_linear
 from molecular_partner.tables import write_tracks_table
-from molecular_partner.teacher import (
-    LSTMTeacher,
-    load_teacher,
-    n_parameters,
-    save_teacher,
-    train_teacher,
-)
+from molecular_partner.teacher import LSTMTeacher, load_teacher, save_teacher, train_teacher
 from shared import DWT1d, load_transform
 from shared.cli import _register_domains, app
+from shared.evaluation import n_parameters, r2
+from shared.sweep import read_grid
 
 _register_domains()
 runner = CliRunner()
@@ -35,7 +34,7 @@ def _invoke(*args):
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    """simulate -> build-dataset -> train-teacher (x2) -> distill -> evaluate -> report."""
+    """simulate -> build-dataset -> train-teacher -> distill -> evaluate -> report."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("mp")
     _invoke("simulate", "--out", root / "sim", "--n-cells", 4, "--n-pits", 800, "--no-movies")
@@ -43,80 +42,86 @@ def pipeline(tmp_path_factory):
         "build-dataset", root / "sim" / "tracks.parquet", "--out", root / "data",
         "--test-cells", "cell4",
     )  # fmt: skip
-    quick = ["--set", "teacher.epochs=4", "--set", "teacher.patience=2"]
-    _invoke("train-teacher", root / "data", "--out", root / "teacher", *quick)
+    run = root / "run"
+    _invoke("train-teacher", "--run", run, "--data", root / "data",
+            "--set", "teacher.epochs=4", "--set", "teacher.patience=2")  # fmt: skip
     _invoke(
-        "train-teacher", root / "data", "--out", root / "teacher_bin", "--outcome", "binary", *quick
-    )
-    _invoke(
-        "distill", root / "data", "--teacher", root / "teacher", "--out", root / "distill",
-        "--set", "distill.lambdas=0.001", "--set", "distill.gammas=0,0.01,0.1",
-        "--set", "distill.epochs=2",
+        "distill", "--run", run, "--set", "distill.lambdas=0.001",
+        "--set", "distill.gammas=0,0.01,0.1", "--set", "distill.train.epochs=2",
     )  # fmt: skip
     _invoke(
-        "evaluate", root / "data", "--teacher", root / "teacher", "--distilled",
-        root / "distill", "--teacher-binary", root / "teacher_bin", "--out", root / "eval",
-        "--set", "evaluate.n_bootstrap=50", "--set", "evaluate.xgb_estimators=20",
-        "--set", "evaluate.xgb_depths=2", "--set", "evaluate.timing_repeats=3",
+        "evaluate", "--run", run, "--set", "evaluate.n_bootstrap=50",
+        "--set", "evaluate.xgb_estimators=20", "--set", "evaluate.xgb_depths=2",
+        "--set", "evaluate.timing_repeats=3",
     )  # fmt: skip
-    _invoke("report", root / "eval", "--out", root / "report")
+    _invoke("report", "--run", run)
     return root
 
 
-def test_teacher_run(pipeline):
-    run = pipeline / "teacher"
-    for name in ("teacher.safetensors", "teacher.json", "config.yaml", "history.json", "env.json"):
+def test_teacher_step(pipeline):
+    run = pipeline / "run"
+    for name in ("model.safetensors", "model.json", "model_binary.safetensors", "step.json",
+                 "history_regression.json", "metrics.json"):  # fmt: skip
+        assert (run / "teacher" / name).exists(), name
+    for name in ("run.json", "config.yaml", "env.json"):
         assert (run / name).exists(), name
-    model = load_teacher(run)
+    model = load_teacher(run / "teacher" / "model")
     assert n_parameters(model) == 1861 and model.loss == "mse"
-    assert load_teacher(pipeline / "teacher_bin").loss == "bce"
-    summary = json.loads((run / "metrics.json").read_text())
-    assert summary["val_cells"] and math.isfinite(summary["val_r2"])
-    history = json.loads((run / "history.json").read_text())
+    assert load_teacher(run / "teacher" / "model_binary").loss == "bce"
+    summary = json.loads((run / "teacher" / "metrics.json").read_text())
+    assert summary["val_cells"] and math.isfinite(summary["regression"]["val_r2"])
+    history = json.loads((run / "teacher" / "history_regression.json").read_text())
     assert 1 <= len(history) <= 4 and all(math.isfinite(h["train_loss"]) for h in history)
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["domain"] == "molecular-partner" and meta["data"]["path"].endswith("data")
 
 
-def test_distill_run(pipeline):
-    grid = json.loads((pipeline / "distill" / "grid.json").read_text())["entries"]
-    assert [(e["lambda"], e["gamma"]) for e in grid] == [(0.001, 0.0), (0.001, 0.01), (0.001, 0.1)]
+def test_distill_step(pipeline):
+    grid = read_grid(pipeline / "run" / "distill")
+    points = grid["points"]
+    assert grid["format"] == "awd-grid" and grid["l1_attr"] == [0.0, 0.01, 0.1]
+    assert [(e["l1_coeffs"], e["l1_attr"]) for e in points] == [
+        (0.001, 0.0), (0.001, 0.01), (0.001, 0.1)
+    ]  # fmt: skip
     # warm starts run along gamma
-    assert [e["warm_start_from"] for e in grid] == [None, "lam0.001_gam0", "lam0.001_gam0.01"]
+    assert [e["warm_start_from"] for e in points] == [None, "lam0.001_gam0", "lam0.001_gam0.01"]
     filters = []
-    for e in grid:
-        t = load_transform(pipeline / "distill" / e["path"])
+    for e in points:
+        t = load_transform(e["wavelet"])
         assert (t.levels, t.mode, len(t.wavelet)) == (4, "zero", 10)
         assert 0 <= e["reconstruction_error"] < 0.1
         filters.append(t.wavelet.h0.detach())
-        meta = json.loads((pipeline / "distill" / e["path"]).with_suffix(".json").read_text())
-        assert meta["extra"]["gamma"] == e["gamma"]  # one folder per grid point
-        assert (pipeline / "distill" / e["name"] / "point.json").exists()
-        assert not (pipeline / "distill" / e["name"] / "checkpoint").exists()
+        folder = pipeline / "run" / "distill" / e["point"]
+        meta = json.loads((folder / "wavelet.json").read_text())
+        assert meta["extra"]["gamma"] == e["l1_attr"]  # one folder per grid point
+        assert (folder / "point.json").exists() and not (folder / "checkpoint").exists()
         # the warm start really loaded the neighbour's saved filter
         if e["warm_start_from"] is not None:
-            neighbour = load_transform(pipeline / "distill" / e["warm_start_from"] / "wavelet")
+            neighbour = load_transform(folder.parent / e["warm_start_from"] / "wavelet")
             assert meta["extra"]["initial_h0"] == neighbour.wavelet.h0.tolist()
-    assert len({tuple(f.tolist()) for f in filters}) == len(grid)
-    assert (pipeline / "distill" / "config.yaml").exists()
-    assert (pipeline / "distill" / "env.json").exists()
+    assert len({tuple(f.tolist()) for f in filters}) == len(points)
+    step = json.loads((pipeline / "run" / "distill" / "step.json").read_text())
+    assert step["settings"]["distill"]["train"]["epochs"] == 2
 
 
 def test_evaluate_outputs_and_numbers(pipeline):
-    run = pipeline / "eval"
+    run = pipeline / "run" / "evaluate"
     metrics = read_metrics(run)
     assert list(metrics.columns) == METRICS_COLUMNS
     methods = {"awd", "awd_gamma0", "teacher", "db5", "awd_xgboost", "hand_features", "train_mean"}
     assert set(metrics["method"]) == methods
     assert set(metrics["metric"]) == {"r2", "auc", "f1", "accuracy"}
-    assert metrics[["value", "sd", "predict_seconds_per_trace"]].notna().all().all()
+    assert set(metrics["target"]) == {"Y_sig_mean_normalized", "y_consec_thresh"}
+    assert metrics[["value", "sd", "seconds_per_item", "n_parameters"]].notna().all().all()
     assert np.isfinite(metrics[["value", "sd"]].to_numpy()).all()
-    r2 = metrics[metrics.metric == "r2"].set_index("method")["value"]
-    assert (r2 <= 1).all() and (r2 > -1).all()
+    r2s = metrics[metrics.metric == "r2"].set_index("method")["value"]
+    assert (r2s <= 1).all() and (r2s > -1).all()
     cls = metrics[metrics.metric != "r2"]
     assert ((cls["value"] >= 0) & (cls["value"] <= 1)).all()
-    assert (metrics["predict_seconds_per_trace"] > 0).all()
+    assert (metrics["seconds_per_item"] > 0).all()
     assert (metrics["n_test"] == metrics["n_test"].iloc[0]).all()
     # the wavelet students beat the training mean on this simulator
-    assert r2["db5"] > r2["train_mean"] + 0.05 and r2["awd"] > r2["train_mean"] + 0.05
+    assert r2s["db5"] > r2s["train_mean"] + 0.05 and r2s["awd"] > r2s["train_mean"] + 0.05
     info = json.loads((run / "methods.json").read_text())
     assert info["methods"]["teacher"]["regression"]["n_parameters"] == 1861
     assert info["methods"]["awd"]["regression"]["n_parameters"] == 10 + 31
@@ -135,23 +140,78 @@ def test_evaluate_outputs_and_numbers(pipeline):
     assert abs(sum(imp["teacher_awd"].values()) - 1) < 1e-6
     ex = json.loads((run / "examples.json").read_text())["examples"]
     assert {e["aux_positive"] for e in ex} == {True, False}
-    assert [len(ex[0]["attributions"][b]) for b in ("cA4", "cD4", "cD3", "cD2", "cD1")] == [
-        10,
-        10,
-        12,
-        16,
-        24,
-    ]
+    lengths = [len(ex[0]["attributions"][b]) for b in ("cA4", "cD4", "cD3", "cD2", "cD1")]
+    assert lengths == [10, 10, 12, 16, 24]
+    comparisons = pd.read_csv(run / "comparisons.csv")
+    assert {("awd", "teacher"), ("awd", "db5"), ("awd", "awd_gamma0")} <= set(
+        zip(comparisons.a, comparisons.b, strict=True)
+    )
 
 
 def test_report_outputs(pipeline):
-    out = pipeline / "report"
+    out = pipeline / "run" / "report"
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 5 and "<img src='figures" not in page
     for name in ("wavelets", "examples", "importance", "pred_vs_true", "selection"):
         assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     md = (out / "results.md").read_text()
     assert "| AWD (top-6/scale + OLS) |" in md and "Ablation" in md and "10x faster" in md
+
+
+@pytest.mark.parametrize("method", ["awd", "awd_xgboost", "hand_features", "db5"])
+def test_predicting_the_test_cells_reproduces_the_evaluation(pipeline, tmp_path, method):
+    tracks = load_tracks([pipeline / "sim" / "tracks.parquet"])
+    test_tracks = tracks[tracks["cell"] == "cell4"]
+    source = tmp_path / "cell4.parquet"
+    write_tracks_table(test_tracks, source)
+    out = tmp_path / "pred.csv"
+    _invoke("predict", source, "--run", pipeline / "run", "--out", out, "--method", method)
+    pred = pd.read_csv(out)
+    dropped = pd.read_csv(tmp_path / "pred_dropped.csv")
+    assert len(pred) + len(dropped) == len(test_tracks)
+    assert set(dropped.columns) >= {"cell", "track_id", "reason"} and dropped.reason.notna().all()
+    data = pd.read_parquet(pipeline / "data" / "dataset.parquet")
+    test = data[data["split"] == "test"]
+    merged = test.merge(pred, on=["cell", "track_id"], how="left", validate="one_to_one")
+    assert merged["auxilin_score"].notna().all() and len(pred) == len(test)
+    metrics = read_metrics(pipeline / "run" / "evaluate").set_index(["method", "metric"])
+    y = merged["Y_sig_mean_normalized"].to_numpy()
+    assert float(f"{r2(y, merged['auxilin_score'].to_numpy()):.6g}") == metrics.value[method, "r2"]
+
+
+def test_predict_defaults_and_refusals(pipeline, tmp_path):
+    student = load_student(pipeline / "run")
+    index = json.loads((pipeline / "run" / "students" / "index.json").read_text())
+    assert student.method == index["default"] and set(student.students) == {"regression", "binary"}
+    res = runner.invoke(
+        app,
+        [
+            "molecular-partner",
+            "predict",
+            str(tmp_path / "none.parquet"),
+            "--run",
+            str(pipeline / "run"),
+            "--out",
+            str(tmp_path / "p.csv"),
+        ],
+    )
+    assert res.exit_code == 2 and "none.parquet" in res.output and "Traceback" not in res.output
+    bad = tmp_path / "bad.parquet"
+    write_tracks_table(pd.DataFrame({"cell": ["c"], "X": [np.ones(5)]}), bad)
+    res = runner.invoke(
+        app,
+        [
+            "molecular-partner",
+            "predict",
+            str(bad),
+            "--run",
+            str(pipeline / "run"),
+            "--out",
+            str(tmp_path / "p.csv"),
+        ],
+    )
+    assert res.exit_code == 2 and "error:" in res.output and "lifetime_s" in res.output
+    assert not (tmp_path / "p.csv").exists()
 
 
 def test_teacher_beats_a_constant_on_an_easy_setting(tmp_path):
@@ -188,17 +248,32 @@ def test_features_match_pywt_and_heads_fold_scalers():
 
 
 def test_config_overrides_and_errors(tmp_path):
-    cfg = load_config(None, ["distill.lambdas=0.1,0.2", "distill.patience=none"])
-    assert cfg.distill.lambdas == (0.1, 0.2) and cfg.distill.patience is None
-    with pytest.raises(ValueError, match="unknown setting"):
+    cfg = load_config(None, ["distill.lambdas=0.1,0.2", "distill.train.patience=null"])
+    assert cfg.distill.lambdas == (0.1, 0.2) and cfg.distill.train.patience is None
+    with pytest.raises(ValueError, match=r"no setting 'teacher\.epoch'"):
         load_config(None, ["teacher.epoch=3"])
-    with pytest.raises(ValueError, match=r"section\.field=value"):
+    with pytest.raises(ValueError, match="no setting 'epochs'"):
         load_config(None, ["epochs=3"])
+    with pytest.raises(ValueError, match=r"teacher\.outcomes\[0\]: must be one of"):
+        load_config(None, ["teacher.outcomes=[cells]"])
+    with pytest.raises(ValueError, match=r"teacher\.val_cells: must be >= 0, got -1"):
+        load_config(None, ["teacher.val_cells=-1"])
     bad = tmp_path / "c.yaml"
     bad.write_text("student: {}\n")
-    with pytest.raises(ValueError, match="unknown section"):
+    with pytest.raises(ValueError, match=r"unknown keys \['student'\]"):
         load_config(bad)
     assert DistillSettings().levels == 4
+
+
+def test_shipped_default_config_is_exactly_the_defaults():
+    from molecular_partner.config import CONFIGS, RunConfig
+    from shared.config import dump_config
+
+    assert (CONFIGS / "default.yaml").read_text().endswith(dump_config(RunConfig()))
+    assert load_config(CONFIGS / "default.yaml") == RunConfig()
+    for path in CONFIGS.glob("*.yaml"):
+        if "sweep" not in path.name:
+            load_config(path)
 
 
 # --------------------------------------------------------------------------- bad input
@@ -228,11 +303,11 @@ def test_teacher_of_another_architecture(tmp_path):
     torch.testing.assert_close(loaded(x), ref.eval()(x))
     save_teacher(loaded, tmp_path / "mine")
     (tmp_path / "mine.json").write_text('{"format": "something else"}')
-    with pytest.raises(ValueError, match="not a saved molecular-partner teacher"):
+    with pytest.raises(ValueError, match="not a saved awd model"):
         load_teacher(tmp_path / "mine")
 
 
-def _tiny_table(n_cells=3, per_cell=30, length=40, binary_test=None):
+def _tiny_dataset(root, n_cells=3, per_cell=30, length=40, binary_test=None, drop=()):
     rng = np.random.default_rng(0)
     rows = []
     for c in range(n_cells):
@@ -249,81 +324,31 @@ def _tiny_table(n_cells=3, per_cell=30, length=40, binary_test=None):
                     "y_consec_thresh": yb,
                 }
             )
-    return pd.DataFrame(rows)
+    write_tracks_table(pd.DataFrame(rows).drop(columns=list(drop)), root / "dataset.parquet")
+    return root
 
 
-def _grid(tmp_path):
-    from molecular_partner.distillation import distill_grid, read_grid
-
-    x = np.stack(_tiny_table()["X_same_length_normalized"]).astype(np.float32)
-    s = DistillSettings(lambdas=(0.001,), gammas=(0.0, 0.1), epochs=1)
-    distill_grid(x, LSTMTeacher(), s, out_dir=tmp_path / "d", progress=False)
-    return read_grid(tmp_path / "d")
+def _fail(*args):
+    result = runner.invoke(app, ["molecular-partner", *map(str, args)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and result.output.startswith("error: ")
+    return result.output
 
 
-def test_evaluate_bad_inputs(tmp_path):
-    grid = _grid(tmp_path)
-    fast = dict(n_bootstrap=20, xgb_estimators=(10,), xgb_depths=(2,), timing_repeats=1)
-    from molecular_partner.config import EvaluateSettings
-
-    settings = EvaluateSettings(cv_folds=2, **fast)
-    # traces of another length than the teacher expects
-    short = _tiny_table(length=30)
-    with pytest.raises(ValueError, match="length 30 but the teacher expects 40"):
-        evaluate(short, LSTMTeacher(), grid, settings, out_dir=tmp_path / "e0")
-    # a missing outcome column: warned and skipped; both missing: an error
-    no_bin = _tiny_table().drop(columns="y_consec_thresh")
-    with pytest.warns(UserWarning, match="'y_consec_thresh' is missing"):
-        m = evaluate(no_bin, LSTMTeacher(), grid, settings, out_dir=tmp_path / "e1")
-    assert set(m["metric"]) == {"r2"}
-    with pytest.raises(ValueError, match="Y_sig_mean_normalized"):
-        evaluate(
-            no_bin.drop(columns="Y_sig_mean_normalized"),
-            LSTMTeacher(),
-            grid,
-            settings,
-            out_dir=tmp_path / "e2",
-        )
-    # a test split with a single class: AUC undefined -> NaN with a warning
-    single = _tiny_table(binary_test=1)
-    with pytest.warns(UserWarning, match="single class"):
-        m = evaluate(
-            single,
-            LSTMTeacher(),
-            grid,
-            settings,
-            out_dir=tmp_path / "e3",
-            outcomes=("binary",),
-        )
-    auc = m[m.metric == "auc"]["value"]
-    assert auc.isna().all()
-    assert m[m.metric == "accuracy"]["value"].notna().all()
-    # no split column
-    with pytest.raises(ValueError, match="missing column 'split'"):
-        evaluate(
-            _tiny_table().drop(columns="split"),
-            LSTMTeacher(),
-            grid,
-            settings,
-            out_dir=tmp_path / "e4",
-        )
-
-
-def test_cli_bad_inputs(tmp_path, pipeline):
-    table = _tiny_table().drop(columns="Y_sig_mean_normalized")
-    write_tracks_table(table, tmp_path / "d" / "dataset.parquet")
-    result = runner.invoke(
-        app,
-        ["molecular-partner", "train-teacher", str(tmp_path / "d"), "--out", str(tmp_path / "t")],
-    )
-    assert result.exit_code != 0 and "Y_sig_mean_normalized" in result.output
-    bad = tmp_path / "bad.pkl"
-    torch.save({"model_state_dict": {"w": torch.zeros(3)}}, bad)
-    result = runner.invoke(
-        app,
-        [
-            "molecular-partner", "distill", str(pipeline / "data"), "--teacher", str(bad),
-            "--out", str(tmp_path / "x"),
-        ],
-    )  # fmt: skip
-    assert result.exit_code != 0 and "bad.pkl" in result.output
+def test_bad_inputs_are_one_line_errors(tmp_path, pipeline):
+    short = _tiny_dataset(tmp_path / "short", length=30)
+    out = _fail("train-teacher", "--run", tmp_path / "r1", "--data", short)
+    assert "arrays of length 40" in out and not (tmp_path / "r1").exists()
+    no_y = _tiny_dataset(tmp_path / "noy", drop=("Y_sig_mean_normalized",))
+    out = _fail("train-teacher", "--run", tmp_path / "r2", "--data", no_y)
+    assert "Y_sig_mean_normalized" in out
+    out = _fail("train-teacher", "--run", tmp_path / "r3", "--data", _tiny_dataset(tmp_path / "ok"),
+                "--set", "teacher.epochs=0")  # fmt: skip
+    assert "teacher.epochs: must be >= 1, got 0" in out and not (tmp_path / "r3").exists()
+    out = _fail("distill", "--run", tmp_path / "nothing")
+    assert "not a run directory" in out
+    out = _fail("evaluate", "--run", pipeline / "run", "--set", "distill.train.epochs=1")
+    assert "belongs to the distill step" in out
+    out = _fail("predict", pipeline / "data", "--run", pipeline / "run", "--out",
+                tmp_path / "p.csv", "--method", "nope")  # fmt: skip
+    assert "no student 'nope'" in out

@@ -38,7 +38,7 @@ def test_sweep_2x2_through_the_cli(dataset, tmp_path):
                     "data": str(dataset),
                     "settings": {
                         "teacher": {"epochs": 3, "patience": 2},
-                        "distill": {"epochs": 2},
+                        "distill": {"train": {"epochs": 2}},
                         "evaluate": {"cv_folds": 3},
                     },
                 },
@@ -49,7 +49,7 @@ def test_sweep_2x2_through_the_cli(dataset, tmp_path):
     args = ["sweep", "molecular-partner", "--config", str(config), "--out", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert (out / "teacher" / "teacher.safetensors").exists()
+    assert (out / "teacher" / "model.safetensors").exists()
     summary = pd.read_csv(out / "summary.csv")
     assert len(summary) == 4 and summary["val_score"].between(-1, 1).all()
     assert set(summary["point"]) == {
@@ -83,5 +83,5 @@ def test_sweep_task_bad_base(tmp_path):
         make_task({"data": "x", "epochs": 3})
     with pytest.raises(ValueError, match="outcome"):
         make_task({"data": "x", "outcome": "counts"})
-    with pytest.raises(ValueError, match="unknown setting"):
+    with pytest.raises(ValueError, match="no setting"):
         make_task({"data": "x", "settings": {"distill": {"epoch": 3}}})
