@@ -58,14 +58,15 @@ def split_offset(lin_rel: Tensor, lin_irrel: Tensor, offset: Tensor | float) -> 
         lin_rel.requires_grad or lin_irrel.requires_grad or offset_t.requires_grad
     )
     a_rel = lin_rel.abs()
-    total = lin_irrel.abs() + a_rel
+    total = lin_irrel.abs().add_(a_rel)
     if needs_grad:
         # A safe denominator: 0/0 would poison the gradient even where it is masked out.
         share = a_rel / torch.where(total == 0, torch.ones_like(total), total)
-    else:
-        share = a_rel.div_(total).nan_to_num_(nan=0.0)  # 0/0 at the ties
-    given = share * offset_t
-    return Parts(lin_rel + given, lin_irrel + (offset_t - given))
+        given = share * offset_t
+        return Parts(lin_rel + given, lin_irrel + (offset_t - given))
+    # Without autograd the temporaries are reused in place (this runs on every activation).
+    given = a_rel.div_(total).nan_to_num_(nan=0.0).mul_(offset_t)  # 0/0 at the ties
+    return Parts(lin_rel + given, torch.sub(offset_t, given, out=total).add_(lin_irrel))
 
 
 # -- structure helpers ----------------------------------------------------------------------------
@@ -177,12 +178,12 @@ def _linear_module(module: nn.Module, args: tuple, kwargs: dict) -> Parts:
     x = _first_parts(args, kwargs)
     if isinstance(module, nn.Linear):
         lin = _both(lambda t: F.linear(t, module.weight), x)
-        bias: Tensor | float = 0.0 if module.bias is None else module.bias
+        bias = module.bias
     else:
         conv: Any = module
         lin = _both(lambda t: conv._conv_forward(t, conv.weight, None), x)
-        bias = 0.0 if conv.bias is None else conv.bias.view(-1, *[1] * (x.rel.ndim - 2))
-    return split_offset(lin[0], lin[1], bias)
+        bias = None if conv.bias is None else conv.bias.view(-1, *[1] * (x.rel.ndim - 2))
+    return Parts(*lin) if bias is None else split_offset(lin[0], lin[1], bias)
 
 
 def _batchnorm_module(module: nn.Module, args: tuple, kwargs: dict) -> Parts:
