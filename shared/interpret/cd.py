@@ -13,10 +13,14 @@ How the model is followed
     ``h[-1]`` or a residual ``out + identity`` included). The record is then *replayed*
     with a CD rule per step on the two parts; registration order plays no role. Layers with
     a rule are replayed as a whole; other modules are traced through. A layer of
-    ``torch.nn`` without a rule, an operation without a rule, an operation that reads tensor
-    values into Python (``bool(x > 0)``, ``x.item()``: data-dependent control flow) and
-    training-mode batch norm or dropout raise :class:`UnsupportedOperationError` naming it;
-    nothing is skipped. After the replay the parts are checked against the recorded output.
+    ``torch.nn`` without a rule, an operation without a rule (comparisons, products of two
+    input-dependent tensors, ``F.gelu``, ...), an operation that reads tensor values into
+    Python (``bool(x.sum())``, ``x.item()``: data-dependent control flow) and training-mode
+    batch norm or dropout raise :class:`UnsupportedOperationError` naming it; nothing is
+    skipped. After the replay the parts are checked against the recorded output. One record
+    serves every chunk of the same shape; tensors the forward pass builds without the input
+    (buffers, shapes, constants from parameters) enter it as constants, recorded in the
+    caller's autograd mode.
 
 Rules (per step)
     Linear, Conv1d, Conv2d, BatchNorm1d/2d (eval), ``F.linear``/``F.conv*``, adding a
@@ -24,11 +28,11 @@ Rules (per step)
     the bias convention below. ReLU, LeakyReLU: relevant first,
     ``rel' = relu(rel)``, ``irrel' = relu(rel + irrel) - relu(rel)`` (acd's rule). Tanh,
     Sigmoid: two-part Shapley split ``rel' = [f(rel) - f(0) + f(rel+irrel) - f(irrel)] / 2``
-    (and symmetrically), ``f(0)`` split as a bias. Max pooling (fixed and adaptive, 1D and
-    2D): both parts are gathered where ``rel + irrel`` is largest. Average pooling, flatten,
-    reshapes, indexing, means, sums, dropout (eval), identity, products with constants: each
-    part separately. Residual sums add the parts. ``nn.LSTM``: see
-    :mod:`shared.interpret._lstm`.
+    (and symmetrically; exactly 0 where the part is 0), ``f(0)`` split as a bias. Max
+    pooling (fixed and adaptive, 1D and 2D): both parts are gathered where ``rel + irrel``
+    is largest. Average pooling, flatten, reshapes, indexing, means, sums, dropout (eval),
+    identity, products with constants: each part separately. Residual sums add the parts.
+    ``nn.LSTM``: see :mod:`shared.interpret._lstm`.
 
 Bias convention (one for every additive constant)
     A constant ``b`` added to linear parts ``B_rel``, ``B_irrel`` is split in proportion to
@@ -45,9 +49,10 @@ Bias convention (one for every additive constant)
 
 Custom modules
     A module defining ``contextual_decomposition(self, rel, irrel) -> (rel, irrel)`` is
-    replayed by calling that method (its submodules are not traced); it must return parts
-    that sum to its forward output. New rules for existing classes can be registered with
-    :func:`register_rule`.
+    replayed by calling that method with the parts of its single input (its submodules are
+    not traced; the modules of :mod:`shared.taylornet` do this); it must return parts that
+    sum to its forward output. A model that defines it is decomposed by it directly. New
+    rules for existing classes can be registered with :func:`register_rule`.
 
 Groups are batched: ``G`` groups of ``N`` inputs are ``G * N`` rows of one batch, cut into
 chunks of ``chunk_size`` rows. Everything runs on the device and in the dtype of the
