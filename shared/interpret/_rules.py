@@ -178,7 +178,7 @@ def _linear_module(module: nn.Module, args: tuple, kwargs: dict) -> Parts:
     x = _first_parts(args, kwargs)
     if isinstance(module, nn.Linear):
         lin = _both(lambda t: F.linear(t, module.weight), x)
-        bias = module.bias
+        bias: Tensor | None = module.bias
     else:
         conv: Any = module
         lin = _both(lambda t: conv._conv_forward(t, conv.weight, None), x)
