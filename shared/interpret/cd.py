@@ -537,7 +537,8 @@ def cd_batched(
     Returns
     -------
     CDScores
-        ``rel`` and ``irrel`` of shape ``(G, N, *output_shape)``.
+        ``rel`` and ``irrel`` of shape ``(G, N, *output_shape)``; differentiable in the
+        model's parameters (call under ``torch.no_grad()`` to score without a graph).
 
     Examples
     --------

@@ -446,7 +446,8 @@ def trim_cd(
     -------
     TrimCD
         Names, info and ``(G, N, *output)`` relevant and irrelevant parts; for every group,
-        ``rel + irrel`` is the model output.
+        ``rel + irrel`` is the model output. The scores are differentiable in the model's
+        parameters; call under ``torch.no_grad()`` to score without keeping a graph.
 
     Examples
     --------
