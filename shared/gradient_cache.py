@@ -669,6 +669,9 @@ def _hash_tensor(digest, tensor: Tensor) -> None:
 def _teacher_fingerprint(teacher: nn.Module) -> dict[str, str]:
     digest = hashlib.sha256()
     for name, value in sorted(teacher.state_dict().items()):
+        if not isinstance(value, Tensor):  # a module's extra state
+            digest.update(f"{name}|{value!r}|".encode())
+            continue
         digest.update(f"{name}|{value.dtype}|{tuple(value.shape)}|".encode())
         _hash_tensor(digest, value)
     cls = type(teacher)

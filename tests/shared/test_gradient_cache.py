@@ -467,3 +467,26 @@ def test_cached_gradients_are_the_teacher_input_gradients():
     dwt = DWT1d("db2", 2)
     attr = attributions_from_gradients(dwt, dwt(x[[3, 0]]), batch, "saliency", several=True)
     assert len(attr) == 2 and len(flatten_coeffs(attr[0])) == 3
+
+
+@pytest.mark.gpu
+def test_the_cached_path_on_a_cuda_device_equals_the_double_backward(tmp_path):
+    teacher = _teacher("small", 4)
+    x = torch.randn(8, 1, 32, 32, dtype=torch.float64)
+    runs = {}
+    for path, cache in (("exact", None), ("auto", GradientCache(tmp_path, memory_budget=0))):
+        config = DistillConfig(epochs=2, batch_size=4, lr=1e-2, attribution_path=path)
+        dwt, history = distill(
+            x,
+            wavelet=LearnableWavelet("db5", noise=0.05, seed=3),
+            levels=2,
+            teacher=teacher,
+            weights=PenaltyWeights(l1_coeffs=1e-3, l1_attr=1e4),
+            config=config,
+            device="cuda",
+            progress=False,
+            gradient_cache=cache,
+        )
+        runs[path] = (dwt.h0.detach().cpu(), history[0]["attribution_path"])
+    assert runs["exact"][1] == "exact" and runs["auto"][1] == "cached"
+    assert float((runs["exact"][0] - runs["auto"][0]).abs().max()) <= 1e-10
