@@ -37,7 +37,10 @@ browser:  ## Chromium + ChromeDriver for the report tests (Debian packages, if m
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "Chromium could not be installed: the browser tests of the reports will be skipped"
 
-test: install browser  ## the fast test suite (what CI runs)
+test: install browser  ## ruff and mypy on shared/, then the fast test suite (what CI runs)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m mypy shared
 	$(PY) -m pytest -q
 
 test-all: install browser  ## every test, the slow ones included
@@ -52,9 +55,10 @@ bench: install  ## every benchmark under bench/, then results/benchmarks/README.
 	for f in $(BENCHES); do echo "== $$f"; $(PY) $$f || exit 1; done
 	$(PY) bench/summary.py
 
-lint: install  ## ruff check and format check
+lint: install  ## ruff check and format check, mypy on shared/
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m mypy shared
 
 format: install  ## ruff fix and format
 	$(VENV)/bin/ruff check --fix .

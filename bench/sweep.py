@@ -38,11 +38,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # The teacher is trained once and shared, as a rerun of a sweep would reuse it.
         run_sweep(SweepConfig(base=BASE, l1_coeffs=(1e-5,), l1_attr=(0.0,)), FACTORY, tmp)
-        teacher = Path(tmp) / "teacher.pt"
+        teacher = Path(tmp) / "teacher"
         for name, config in engines.items():
             root = Path(tmp) / name.split(",")[0].replace(" ", "_") / str(config.workers)
             root.mkdir(parents=True)
-            (root / "teacher.pt").write_bytes(teacher.read_bytes())
+            for suffix in (".safetensors", ".json"):
+                target = (root / "teacher").with_suffix(suffix)
+                target.write_bytes(teacher.with_suffix(suffix).read_bytes())
             start = time.perf_counter()
             result = run_sweep(config, FACTORY, root)
             seconds = time.perf_counter() - start

@@ -43,7 +43,7 @@ from shared.runs import (
     save_transform,
     write_json,
 )
-from shared.sweep import WAVELET, Engine, Grid, TaskSpec, run_grid
+from shared.sweep import WAVELET, Engine, final_validation_loss, run_distill_step
 
 __all__ = [
     "SPLITS",
@@ -391,12 +391,7 @@ class DistillTask:
             out,
             progress=self.progress,
         )
-        last = history[-1] if history else {}
-        loss = last.get("val_total", last.get("train_total"))
-        return {
-            "val_score": float("nan") if loss is None else float(loss),
-            "epochs_run": float(len(history)),
-        }
+        return {"val_score": final_validation_loss(history), "epochs_run": float(len(history))}
 
 
 def distill_task(base: dict[str, Any]) -> DistillTask:
@@ -421,31 +416,15 @@ def run_distill(
     ``engine.workers > 1`` chains run in parallel processes, each rebuilding the task from
     the run directory and ``overrides``.
     """
-    s = cfg.distill
-    if not teacher_path(run).with_suffix(".safetensors").exists():
-        raise ValueError(f"{run.root}: no trained teacher; run 'awd cosmology train-teacher'")
-    engine = engine or Engine()
-    task = None
-    if engine.engine == "local" and engine.workers == 1:
-        task = DistillTask(run, cfg, splits, progress)
-    spec = TaskSpec(
-        "cosmology.pipeline:distill_task", {"run": str(run.root), "overrides": list(overrides)}
-    )
-    out = run.step_dir("distill")
-    records = run_grid(
-        task,
-        Grid(s.lambdas, s.gammas, s.warm_start),
-        out,
-        spec=spec,
+    records = run_distill_step(
+        run,
+        cfg.distill,
+        lambda: DistillTask(run, cfg, splits, progress),
+        "cosmology.pipeline:distill_task",
+        teacher_path(run).with_suffix(".safetensors"),
         engine=engine,
-        meta={"target": s.target, "score": "final validation loss of distillation"},
-    )
-    teacher = teacher_path(run).with_suffix(".safetensors")
-    run.write_step(
-        "distill",
-        {"distill": asdict(s)},
-        {"data": run.data_fingerprint, "teacher": fingerprint(teacher)},
-        outputs={"grid": fingerprint(out / "grid.json")},
+        overrides=overrides,
+        meta={"target": cfg.distill.target},
     )
     save_config(run, cfg)
     return records

@@ -17,7 +17,6 @@ Examples
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -34,6 +33,7 @@ from cosmology.io import read_map
 from cosmology.noise import smooth_map
 from cosmology.student import STUDENT_CLASSES, MapStudent
 from shared.runs import RunDir, atomic_write
+from shared.students import choose_student, read_student_index
 from shared.students import load_student as _load_saved
 
 __all__ = ["RunStudent", "list_students", "load_student", "predict_files", "read_maps"]
@@ -182,11 +182,7 @@ class RunStudent:
 
 def list_students(run_dir: str | os.PathLike) -> dict:
     """The run's saved students (``students/index.json``): ``default`` and ``students``."""
-    run = RunDir.open(run_dir, DOMAIN)
-    path = run.root / "students" / "index.json"
-    if not path.is_file():
-        raise ValueError(f"{run.root}: no saved students; run 'awd cosmology evaluate' first")
-    return json.loads(path.read_text())
+    return read_student_index(RunDir.open(run_dir, DOMAIN).root, "awd cosmology evaluate")
 
 
 def load_student(run_dir: str | os.PathLike, method: str | None = None) -> RunStudent:
@@ -199,15 +195,9 @@ def load_student(run_dir: str | os.PathLike, method: str | None = None) -> RunSt
     ...
     ValueError: ...not/a/run: not a run directory (run.json is missing)
     """
-    index = list_students(run_dir)
     run = RunDir.open(run_dir, DOMAIN)
-    name = method or index.get("default")
-    if name is None:
-        raise ValueError(f"{run.root}: no AWD student was selected; pass --method")
-    if name not in index["students"]:
-        raise ValueError(
-            f"{run.root}: no student {name!r}; saved: {', '.join(sorted(index['students']))}"
-        )
+    index = list_students(run.root)
+    name = choose_student(index, method, run.root)
     student, _ = _load_saved(run.root / "students" / name, STUDENT_CLASSES)
     cfg: RunConfig = load_config(run.config_path)
     return RunStudent(student, cfg.data.block, cfg.data.smoothing_arcmin)

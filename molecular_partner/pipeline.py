@@ -48,7 +48,7 @@ from shared.runs import (
     save_transform,
     write_json,
 )
-from shared.sweep import WAVELET, Engine, Grid, TaskSpec, run_grid
+from shared.sweep import WAVELET, Engine, final_validation_loss, run_distill_step
 
 __all__ = [
     "TRACE",
@@ -389,12 +389,10 @@ class DistillTask:
             x_val=self.x_val,
             progress=self.progress,
         )
-        last = history[-1] if history else {}
-        loss = last.get("val_total", last.get("train_total"))
         error = reconstruction_error(transform, self.x)
         logger.info("%s: %d epochs, reconstruction error %.2e", out.name, len(history), error)
         return {
-            "val_score": float("nan") if loss is None else float(loss),
+            "val_score": final_validation_loss(history),
             "epochs_run": float(len(history)),
             "reconstruction_error": error,
         }
@@ -420,34 +418,15 @@ def run_distill(
     Runs through :func:`shared.sweep.run_grid`; with ``engine.workers > 1`` chains run in
     parallel processes, each rebuilding the task from the run directory and ``overrides``.
     """
-    s = cfg.distill
-    if not teacher_path(run).with_suffix(".safetensors").exists():
-        raise ValueError(
-            f"{run.root}: no trained teacher; run 'awd molecular-partner train-teacher'"
-        )
-    engine = engine or Engine()
-    task = None
-    if engine.engine == "local" and engine.workers == 1:
-        task = DistillTask(run, cfg, data, progress)
-    spec = TaskSpec(
+    records = run_distill_step(
+        run,
+        cfg.distill,
+        lambda: DistillTask(run, cfg, data, progress),
         "molecular_partner.pipeline:distill_task",
-        {"run": str(run.root), "overrides": list(overrides)},
-    )
-    out = run.step_dir("distill")
-    records = run_grid(
-        task,
-        Grid(s.lambdas, s.gammas, s.warm_start),
-        out,
-        spec=spec,
+        teacher_path(run).with_suffix(".safetensors"),
         engine=engine,
-        meta={"target": "regression", "score": "final validation loss of distillation"},
-    )
-    teacher = teacher_path(run).with_suffix(".safetensors")
-    run.write_step(
-        "distill",
-        {"distill": asdict(s)},
-        {"data": run.data_fingerprint, "teacher": fingerprint(teacher)},
-        outputs={"grid": fingerprint(out / "grid.json")},
+        overrides=overrides,
+        meta={"target": "regression"},
     )
     save_config(run, cfg)
     return records

@@ -23,7 +23,10 @@ app = typer.Typer(
     name="awd",
     help=(
         "Adaptive wavelet distillation: distil a trained network into a learned wavelet "
-        "and a small interpretable predictor."
+        "and a small interpretable predictor.\n\n"
+        "In each domain, every step works on one run directory (--run RUN): "
+        "train-teacher --data DATA, distill, evaluate, report, and predict INPUTS --out FILE "
+        "to apply a saved student to new data. Errors are one line 'error: ...' (exit 2)."
     ),
     no_args_is_help=True,
     add_completion=False,

@@ -21,9 +21,6 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
@@ -154,12 +151,9 @@ def heatmap_figure(
 
 def _heatmap_figure(summary: Path, out: Path, name: str) -> list[Path]:
     table = pd.read_csv(summary)
-    # A sweep's score may be better high (R²) or low (RMSE): its selected point says which.
-    selected = summary.with_name("selected.json")
-    higher = True
-    if selected.exists():
-        chosen = json.loads(selected.read_text())["val_score"]
-        higher = bool(chosen >= table["val_score"].max())
+    # A sweep's score may be better high (R²) or low (RMSE): the sweep recorded which.
+    selected = json.loads(summary.with_name("selected.json").read_text())
+    higher = bool(selected["greater_is_better"])
     return heatmap_figure(
         table,
         out,
@@ -198,7 +192,7 @@ def make_core_figures(results: Path, out: Path, report: FigureReport | None = No
     for summary in sweeps:
         report.build(
             f"heatmap {summary.parent.name}",
-            [summary],
+            [summary, summary.with_name("selected.json")],
             functools.partial(_heatmap_figure, summary, out, summary.parent.name),
         )
     return report

@@ -31,7 +31,9 @@ from shared.losses import PenaltyWeights
 from shared.runs import (
     atomic_write,
     environment_info,
+    load_model,
     load_transform,
+    save_model,
     save_transform,
     write_csv,
     write_json,
@@ -85,6 +87,15 @@ class SimulationConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.planted_level <= self.levels:
             raise ValueError(f"planted_level must be in 1..{self.levels}, got {self.planted_level}")
+
+
+def _teacher_meta(config: SimulationConfig) -> dict[str, Any]:
+    return {
+        "kind": "awd-simulation-teacher",
+        "length": config.length,
+        "hidden": config.teacher_hidden,
+        "epochs": config.teacher_epochs,
+    }
 
 
 def _planted_index(config: SimulationConfig) -> int:
@@ -177,7 +188,7 @@ def level_mass(attributions, index: int) -> float:
 def run_simulation(out: str | Path, config: SimulationConfig | None = None) -> dict[str, Any]:
     """Run the experiment and write a run directory; return its metrics.
 
-    Writes ``config.yaml``, ``teacher.pt`` (state dict), ``wavelet.safetensors`` +
+    Writes ``config.yaml``, ``teacher.safetensors`` + ``teacher.json``, ``wavelet.safetensors`` +
     ``wavelet.json``, ``history.csv``, ``metrics.json`` and ``env.json`` under ``out``.
 
     Examples
@@ -229,7 +240,7 @@ def run_simulation(out: str | Path, config: SimulationConfig | None = None) -> d
     }
     resolved = yaml.safe_dump(config_to_dict(config), sort_keys=False)
     atomic_write(out / "config.yaml", lambda p: p.write_text(resolved))
-    atomic_write(out / "teacher.pt", lambda p: torch.save(teacher.state_dict(), p))
+    save_model(teacher, out / "teacher", _teacher_meta(config))
     save_transform(
         transform, out / "wavelet", weights=config.weights, history=history, seed=config.seed
     )
@@ -268,8 +279,8 @@ class SimulationSweepTask:
         self._data: dict[str, torch.Tensor] | None = None
 
     def prepare(self, root: Path) -> None:
-        path = Path(root) / "teacher.pt"
-        if path.exists():
+        path = Path(root) / "teacher"
+        if path.with_suffix(".safetensors").exists():
             return
         data = self.data()
         teacher = train_teacher(
@@ -279,7 +290,7 @@ class SimulationSweepTask:
             self.config.teacher_epochs,
             self.config.seed,
         )
-        atomic_write(path, lambda p: torch.save(teacher.state_dict(), p))
+        save_model(teacher, path, _teacher_meta(self.config))
 
     def data(self) -> dict[str, torch.Tensor]:
         if self._data is None:
@@ -297,7 +308,8 @@ class SimulationSweepTask:
 
     def _teacher(self, root: Path) -> nn.Module:
         model = _Feedforward(self.config.length, self.config.teacher_hidden)
-        model.load_state_dict(torch.load(root / "teacher.pt", weights_only=True))
+        state, _ = load_model(root / "teacher")
+        model.load_state_dict(state)
         return model.eval()
 
     def run_point(

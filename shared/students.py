@@ -50,7 +50,15 @@ from safetensors.numpy import load_file, save_file
 from shared.runs import atomic_write, load_transform, save_transform, write_json
 from shared.transform import DWT1d, DWT2d
 
-__all__ = ["STUDENT_FORMAT", "Savable", "class_map", "load_student", "save_student"]
+__all__ = [
+    "STUDENT_FORMAT",
+    "Savable",
+    "choose_student",
+    "class_map",
+    "load_student",
+    "read_student_index",
+    "save_student",
+]
 
 STUDENT_FORMAT = "awd-student"
 STUDENT_FORMAT_VERSION = 1
@@ -388,3 +396,36 @@ def load_student(
         raise ValueError(f"{folder / _ARRAYS}: cannot read the arrays ({err})") from None
     reader = _Reader(folder, arrays, classes or {})
     return reader.decode(doc["student"]), doc["meta"]
+
+
+def read_student_index(root: str | os.PathLike, command: str) -> dict[str, Any]:
+    """``RUN/students/index.json``: the ``default`` student and every saved ``students``.
+
+    ``command`` is named in the error when the run has no saved students yet.
+    """
+    path = Path(root) / "students" / "index.json"
+    if not path.is_file():
+        raise ValueError(f"{root}: no saved students; run '{command}' first")
+    return json.loads(path.read_text())
+
+
+def choose_student(index: Mapping[str, Any], method: str | None, root: Any) -> str:
+    """The student to use: ``method``, or the run's default; a clear error otherwise.
+
+    Examples
+    --------
+    >>> choose_student({"default": "awd", "students": {"awd": {}, "db5": {}}}, None, "RUN")
+    'awd'
+    >>> choose_student({"default": "awd", "students": {"awd": {}}}, "x", "RUN")
+    Traceback (most recent call last):
+    ...
+    ValueError: RUN: no student 'x'; saved: awd
+    """
+    name = method or index.get("default")
+    if name is None:
+        raise ValueError(f"{root}: no AWD student was selected; pass --method")
+    if name not in index["students"]:
+        raise ValueError(
+            f"{root}: no student {name!r}; saved: {', '.join(sorted(index['students']))}"
+        )
+    return str(name)

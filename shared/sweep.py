@@ -36,7 +36,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -56,8 +56,10 @@ __all__ = [
     "SweepTask",
     "TaskSpec",
     "check_ray_address",
+    "final_validation_loss",
     "point_name",
     "read_grid",
+    "run_distill_step",
     "run_grid",
     "run_sweep",
 ]
@@ -440,6 +442,81 @@ def read_grid(root: str | os.PathLike) -> dict[str, Any]:
     for point in doc["points"]:
         point["wavelet"] = str(Path(root) / point["point"] / WAVELET)
     return doc
+
+
+# -- the distill step of a run ---------------------------------------------------------------------
+def final_validation_loss(history: Sequence[Mapping[str, float]]) -> float:
+    """The score of a distilled point: its last validation loss (training loss without
+    validation data; NaN when nothing ran). Lower is better.
+
+    Examples
+    --------
+    >>> final_validation_loss([{"train_total": 2.0, "val_total": 1.5}])
+    1.5
+    """
+    last = history[-1] if history else {}
+    loss = last.get("val_total", last.get("train_total"))
+    return float("nan") if loss is None else float(loss)
+
+
+def run_distill_step(
+    run: Any,
+    settings: Any,
+    make_task: Callable[[], GridTask],
+    task_factory: str,
+    teacher: Path,
+    *,
+    engine: Engine | None = None,
+    overrides: Sequence[str] = (),
+    meta: Mapping[str, Any] | None = None,
+) -> list[dict]:
+    """The ``distill`` step of a domain's run directory, through :func:`run_grid`.
+
+    Parameters
+    ----------
+    run : shared.runs.RunDir
+        The run; the grid goes to ``RUN/distill``, the step's record to its ``step.json``.
+    settings : dataclass
+        The domain's distill settings (``lambdas``, ``gammas``, ``warm_start``, ...).
+    make_task : callable
+        Builds the in-process task (with the run's data and teacher).
+    task_factory : str
+        ``"module:function"`` rebuilding the task in a worker from
+        ``{"run": ..., "overrides": [...]}`` (parallel workers and Ray).
+    teacher : path
+        The teacher's weights file (its fingerprint is recorded).
+    engine : Engine, optional
+        Local (default, in process) or Ray.
+    overrides : sequence of str
+        The ``--set`` overrides the worker processes apply too.
+    meta : mapping, optional
+        More keys for ``grid.json``.
+    """
+    from dataclasses import asdict
+
+    from shared.runs import fingerprint
+
+    if not Path(teacher).is_file():
+        raise ValueError(f"{run.root}: no trained teacher; run the train-teacher step first")
+    engine = engine or Engine()
+    in_process = engine.engine == "local" and engine.workers == 1
+    spec = TaskSpec(task_factory, {"run": str(run.root), "overrides": list(overrides)})
+    out = run.step_dir("distill")
+    records = run_grid(
+        make_task() if in_process else None,
+        Grid(tuple(settings.lambdas), tuple(settings.gammas), settings.warm_start),
+        out,
+        spec=spec,
+        engine=engine,
+        meta={"score": "final validation loss of distillation", **dict(meta or {})},
+    )
+    run.write_step(
+        "distill",
+        {"distill": asdict(settings)},
+        {"data": run.data_fingerprint, "teacher": fingerprint(teacher)},
+        outputs={"grid": fingerprint(out / "grid.json")},
+    )
+    return records
 
 
 # -- awd sweep ----------------------------------------------------------------------------------

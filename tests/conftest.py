@@ -1,4 +1,8 @@
+import os
 import random
+
+# Figures go to files: the backend is chosen here as `awd` chooses it at its entry point.
+os.environ.setdefault("MPLBACKEND", "Agg")
 
 import numpy as np
 import pytest

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from shared import DistillConfig, PenaltyWeights, load_transform
 from shared.cli import _register_domains, app
 from shared.config import apply_overrides, config_to_dict, load_config
+from shared.runs import load_model
 from shared.simulation import SimulationConfig, filter_distance, make_data, run_simulation
 
 
@@ -18,13 +19,14 @@ def test_simulation_recovers_the_planted_wavelet(tmp_path):
     assert metrics["distance_final"] < 0.5 * metrics["distance_init"]
     assert metrics["attribution_mass_final"] > metrics["attribution_mass_init"]
     assert metrics["attribution_mass_final"] >= 0.8
-    for name in ("config.yaml", "teacher.pt", "wavelet.safetensors", "history.csv", "env.json"):
+    for name in ("config.yaml", "teacher.safetensors", "wavelet.safetensors", "history.csv"):
         assert (tmp_path / name).exists(), name
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["distance_final"] == pytest.approx(metrics["distance_final"])
     assert load_config(SimulationConfig, tmp_path / "config.yaml") == SimulationConfig()
-    state = torch.load(tmp_path / "teacher.pt", weights_only=True)
+    state, meta = load_model(tmp_path / "teacher")
     assert all(isinstance(v, torch.Tensor) for v in state.values())
+    assert meta["hidden"] == SimulationConfig().teacher_hidden
     assert load_transform(tmp_path / "wavelet").levels == 4
 
 

@@ -129,3 +129,62 @@ def test_bad_input(tmp_path):
     path.write_text("domain: simulation\nl1_coeffs: [0.1]\nl1_attr: [0.0]\nengine: spark\n")
     with pytest.raises(ValueError, match="engine"):
         load_config(SweepConfig, path)
+
+
+def test_one_grid_runner_one_schema_exact_point_names(tmp_path):
+    """awd sweep and both domains' distill steps write grid.json through run_grid."""
+    import cosmology.pipeline
+    import molecular_partner.pipeline
+    from shared import sweep as sweep_module
+    from shared.losses import PenaltyWeights
+    from shared.sweep import Grid, point_name, read_grid, run_grid
+
+    # Both domains' distill steps go through the one runner (run_distill_step -> run_grid).
+    assert cosmology.pipeline.run_distill_step is sweep_module.run_distill_step
+    assert molecular_partner.pipeline.run_distill_step is sweep_module.run_distill_step
+    near = PenaltyWeights(l1_attr=0.1 + 1e-15)
+    assert point_name(near) != point_name(PenaltyWeights(l1_attr=0.1))
+    assert point_name(PenaltyWeights(l1_coeffs=1e-05, l1_attr=0.00368)) == "lam1e-05_gam0.00368"
+
+    class Task:
+        greater_is_better = True
+
+        def __init__(self):
+            self.calls = []
+
+        def run_point(self, weights, warm_start, out):
+            self.calls.append((out.name, None if warm_start is None else warm_start.parent.name))
+            return {"val_score": weights.l1_attr}
+
+    task = Task()
+    records = run_grid(task, Grid((0.2, 0.1), (1.0, 0.0), warm_start=True), tmp_path)
+    assert task.calls == [
+        ("lam0.1_gam0", None), ("lam0.1_gam1", "lam0.1_gam0"),
+        ("lam0.2_gam0", None), ("lam0.2_gam1", "lam0.2_gam0"),
+    ]  # fmt: skip
+    grid = read_grid(tmp_path)
+    assert grid["format"] == "awd-grid" and grid["greater_is_better"]
+    assert [p["point"] for p in grid["points"]] == [r["point"] for r in records]
+    assert all(p["wavelet"].endswith("wavelet") for p in grid["points"])
+    again = Task()
+    run_grid(again, Grid((0.2, 0.1), (1.0, 0.0)), tmp_path)  # resumed: nothing runs twice
+    assert again.calls == []
+    cold = Task()
+    run_grid(cold, Grid((0.3,), (0.0, 1.0), warm_start=False), tmp_path / "cold")
+    assert [w for _, w in cold.calls] == [None, None]
+
+
+def test_sweep_writes_the_grid_schema_and_its_direction(tmp_path):
+    from shared.sweep import read_grid
+
+    result = run_sweep(
+        SweepConfig(domain="simulation", l1_coeffs=(1e-4,), l1_attr=(0.0, 1.0), base=TINY),
+        FACTORY,
+        tmp_path,
+    )
+    grid = read_grid(tmp_path)
+    assert grid["greater_is_better"] and [p["point"] for p in grid["points"]] == [
+        r["point"] for r in result["points"]
+    ]
+    assert json.loads((tmp_path / "selected.json").read_text())["greater_is_better"] is True
+    assert (tmp_path / "teacher.safetensors").exists()
