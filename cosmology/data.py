@@ -33,6 +33,7 @@ from cosmology.io import (
     MAP_FILE_PATTERN,
     MODEL_DIR_PATTERN,
     PARAMETERS_FILE,
+    header_angle,
     read_map,
     read_parameters_file,
 )
@@ -103,8 +104,20 @@ def load_catalog(
     Raises
     ------
     ValueError
-        With the offending file named: unreadable or mismatched parameter tables, maps
-        without a side angle, maps of different sizes.
+        With the offending file named: unreadable or mismatched parameter tables
+        (non-numeric or missing values, empty or repeated file names, files outside
+        ``root``), unreadable map headers, maps without a positive side angle, maps of
+        different sizes or side angles.
+
+    Notes
+    -----
+    The catalogue reads map headers only; the pixels (finite values, complete files) are
+    checked when the maps are read, which :func:`cosmology.pipeline.load_splits` does for
+    every split at the first step of a run. A catalogue of one cosmology is accepted with
+    a warning: its targets are constant, so no score measured on it means anything. A
+    parameters CSV may list only maps inside ``root`` (relative paths without ``..``, or
+    absolute paths under ``root``): a run records the fingerprint of its data folder, which
+    covers only the files inside it.
 
     Examples
     --------
@@ -140,6 +153,18 @@ def load_catalog(
     if len(sizes) > 1:
         detail = ", ".join(f"{n}x{n} in {f}" for n, f in sizes.items())
         raise ValueError(f"{root}: maps of different sizes in one dataset ({detail})")
+    angles = catalog.groupby("side_angle_deg")["file"].first()
+    if len(angles) > 1:
+        # Pixel scale, noise, smoothing and multipoles all follow from one side angle.
+        detail = ", ".join(f"{a:g} deg in {f}" for a, f in angles.items())
+        raise ValueError(f"{root}: maps of different side angles in one dataset ({detail})")
+    if catalog["cosmology"].nunique() == 1:
+        logger.warning(
+            "%s: the maps hold one cosmology only: the targets are constant, so a teacher "
+            "or student fitted on them can only return that constant and its scores mean "
+            "nothing; use maps of at least two cosmologies",
+            root,
+        )
     catalog = catalog.sort_values(["cosmology", "realization", "index"], kind="stable")
     return catalog[CATALOG_COLUMNS].reset_index(drop=True)
 
@@ -147,16 +172,16 @@ def load_catalog(
 def _fits_geometry(path: Path, side_angle_deg: float | None) -> tuple[float, int]:
     try:
         header = fits.getheader(path)
-    except OSError as err:
+    except (OSError, ValueError, TypeError, IndexError) as err:
         raise ValueError(f"{path}: not a readable FITS file ({err})") from err
     if header.get("NAXIS") != 2 or header.get("NAXIS1") != header.get("NAXIS2"):
         raise ValueError(f"{path}: the primary HDU must hold a square 2D image")
-    angle = header.get("ANGLE", side_angle_deg)
+    angle = header_angle(path, header, side_angle_deg)
     if angle is None:
         raise ValueError(
             f"{path}: no ANGLE (side angle in degrees) in the FITS header; pass side_angle_deg"
         )
-    return float(angle), int(header["NAXIS1"])
+    return angle, int(header["NAXIS1"])
 
 
 def _catalog_tree(root: Path, side_angle_deg: float | None, params_file: Any) -> pd.DataFrame:
@@ -264,29 +289,64 @@ def npz_images(path: str | os.PathLike[str], key: str = "imgs") -> np.ndarray:
     ('memmap', (3, 4, 4))
     """
     path = Path(path)
-    member = _npz_member(path, key)
+    try:
+        member = _npz_member(path, key)
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: not a readable npz file ({err})") from err
     if member is None:
         with np.load(path) as data:
             if key not in data:
                 raise ValueError(f"{path}: no array {key!r} (found {list(data.keys())})")
             logger.info("%s is compressed: loading %r into memory", path, key)
-            return data[key]
+            try:
+                return data[key]
+            except ValueError as err:  # an object array: numpy refuses to unpickle it
+                raise ValueError(f"{path}: {key!r} holds Python objects, not numbers") from err
     offset, dtype, shape, fortran = member
+    if dtype.hasobject:
+        raise ValueError(f"{path}: {key!r} holds Python objects, not numbers")
     return np.memmap(
         path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C"
     )
 
 
-def _catalog_npz(path: Path, side_angle_deg: float | None) -> pd.DataFrame:
+def _npz_array(path: Path, data: Any, key: str) -> np.ndarray:
+    try:
+        return np.asarray(data[key], dtype=float)
+    except ValueError as err:
+        # numpy's own message suggests unsafe loading; an array of Python objects is
+        # never loaded (it would run code), so the file is simply refused.
+        if "pickle" in str(err) or "Object arrays" in str(err):
+            raise ValueError(f"{path}: {key!r} holds Python objects, not numbers") from err
+        raise ValueError(f"{path}: {key!r} is not numeric ({err})") from err
+
+
+def _read_npz_tables(path: Path) -> tuple[np.ndarray, float | None]:
+    """``params`` and the stored side angle of an npz file, with its errors named."""
     try:
         with np.load(path) as data:
             keys = set(data.keys())
             if not {"imgs", "params"} <= keys:
                 raise ValueError(f"{path}: expected arrays 'imgs' and 'params', found {keys}")
-            params = np.asarray(data["params"], dtype=float)
-            stored_angle = float(data["side_angle_deg"]) if "side_angle_deg" in keys else None
-    except (OSError, zipfile.BadZipFile) as err:
+            params = _npz_array(path, data, "params")
+            stored = _npz_array(path, data, "side_angle_deg") if "side_angle_deg" in keys else None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path}: not a readable npz file ({err})") from err
+    except ValueError as err:
+        if str(err).startswith(f"{path}:"):
+            raise
+        # Anything np.load cannot open (random bytes, a pickle) ends here.
+        raise ValueError(f"{path}: not a readable npz file (not a zip of .npy arrays)") from err
+    angle = None
+    if stored is not None:
+        if stored.size != 1:
+            raise ValueError(f"{path}: 'side_angle_deg' must be one number, got {stored.shape}")
+        angle = header_angle(path, {"ANGLE": float(stored.ravel()[0])})
+    return params, angle
+
+
+def _catalog_npz(path: Path, side_angle_deg: float | None) -> pd.DataFrame:
+    params, stored_angle = _read_npz_tables(path)
     imgs = npz_images(path)
     if imgs.ndim != 3 or imgs.shape[1] != imgs.shape[2]:
         raise ValueError(f"{path}: 'imgs' must be (n, N, N), got {imgs.shape}")
@@ -295,6 +355,9 @@ def _catalog_npz(path: Path, side_angle_deg: float | None) -> pd.DataFrame:
             f"{path}: 'params' must be (n, 3) = (M_nu, Omega_m, 10^9 A_s) or (n, 4) with "
             f"sigma_8, with n = {imgs.shape[0]}; got {params.shape}"
         )
+    if not np.all(np.isfinite(params)):
+        row = int(np.flatnonzero(~np.isfinite(params).all(axis=1))[0])
+        raise ValueError(f"{path}: 'params' has NaN or infinite values (first: row {row})")
     n, n_pix = imgs.shape[0], imgs.shape[1]
     angle = stored_angle if stored_angle is not None else side_angle_deg
     if angle is None:
@@ -331,19 +394,99 @@ def _catalog_npz(path: Path, side_angle_deg: float | None) -> pd.DataFrame:
     )
 
 
-def _catalog_folder(root: Path, side_angle_deg: float | None, params_file: Any) -> pd.DataFrame:
-    if params_file is not None:
-        csv = Path(params_file)
-    elif (root / "parameters.csv").exists():
-        csv = root / "parameters.csv"
-    else:
-        candidates = sorted(root.glob("*.csv"))
-        if len(candidates) != 1:
+#: Numeric columns of a parameters CSV: (column, must be present in every row, integer).
+_CSV_NUMBERS = (
+    ("omega_m", True, False),
+    ("sigma_8", True, False),
+    ("A_s", False, False),
+    ("m_nu", False, False),
+    ("z_s", False, False),
+    ("side_angle_deg", False, False),
+    ("cosmology", True, True),
+    ("realization", True, True),
+)
+
+
+def _csv_line(i: int) -> int:
+    return i + 2  # line 1 holds the column names
+
+
+def _check_csv_numbers(table: pd.DataFrame, csv: Path) -> None:
+    """Every numeric column numeric and finite, required ones complete (lines named)."""
+    for col, required, integer in _CSV_NUMBERS:
+        if col not in table:
+            continue
+        values = pd.to_numeric(table[col], errors="coerce")
+        bad = values.isna() & table[col].notna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
             raise ValueError(
-                f"{root}: not a MassiveNuS tree, and no single parameters CSV "
-                f"(found {[c.name for c in candidates]}); pass params_file"
+                f"{csv}: column {col!r} must hold numbers; line {_csv_line(i)} has "
+                f"{table[col].iloc[i]!r}"
             )
-        csv = candidates[0]
+        missing = values.isna().to_numpy()
+        if required and missing.any():
+            i = int(np.flatnonzero(missing)[0])
+            raise ValueError(f"{csv}: column {col!r} has a missing value on line {_csv_line(i)}")
+        finite = values.isna() | np.isfinite(values)
+        whole = values.isna() | (values % 1 == 0) if integer else finite
+        wrong = ~(finite & whole).to_numpy()
+        if wrong.any():
+            i = int(np.flatnonzero(wrong)[0])
+            kind = "whole numbers" if integer else "finite numbers"
+            raise ValueError(
+                f"{csv}: column {col!r} must hold {kind}; line {_csv_line(i)} has "
+                f"{table[col].iloc[i]!r}"
+            )
+
+
+def _csv_files(table: pd.DataFrame, csv: Path, root: Path) -> list[Path]:
+    """The listed maps: non-empty, inside ``root``, each once, existing."""
+    inside = Path(os.path.abspath(root))
+    files: list[Path] = []
+    seen: dict[Path, int] = {}
+    for i, name in enumerate(table["file"]):
+        line = _csv_line(i)
+        if pd.isna(name) or not str(name).strip():
+            raise ValueError(f"{csv}: the 'file' cell on line {line} is empty")
+        path = Path(str(name))
+        path = path if path.is_absolute() else root / path
+        # Lexical, not resolved: a symbolic link placed inside the folder is the user's choice.
+        where = Path(os.path.abspath(path))
+        if not where.is_relative_to(inside):
+            raise ValueError(
+                f"{csv}: line {line} lists {name}, outside the data folder {root}; list maps "
+                "inside it (a run records the fingerprint of that folder only)"
+            )
+        if where in seen:
+            raise ValueError(
+                f"{csv}: {name} is listed more than once (lines {seen[where]} and {line}); "
+                "a map is one realization, and a copy could land in two splits"
+            )
+        seen[where] = line
+        files.append(path)
+    absent = [str(f) for f in files if not f.is_file()]
+    if absent:
+        raise ValueError(f"{csv}: {len(absent)} listed files do not exist, e.g. {absent[0]}")
+    return files
+
+
+def _parameters_csv(root: Path, params_file: Any) -> Path:
+    if params_file is not None:
+        return Path(params_file)
+    if (root / "parameters.csv").exists():
+        return root / "parameters.csv"
+    candidates = sorted(root.glob("*.csv"))
+    if len(candidates) != 1:
+        raise ValueError(
+            f"{root}: not a MassiveNuS tree, and no single parameters CSV "
+            f"(found {[c.name for c in candidates]}); pass params_file"
+        )
+    return candidates[0]
+
+
+def _catalog_folder(root: Path, side_angle_deg: float | None, params_file: Any) -> pd.DataFrame:
+    csv = _parameters_csv(root, params_file)
     try:
         table = pd.read_csv(csv)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
@@ -355,15 +498,11 @@ def _catalog_folder(root: Path, side_angle_deg: float | None, params_file: Any) 
             f"{csv}: missing columns {sorted(missing)} (need file, omega_m, sigma_8; "
             f"found {list(table.columns)})"
         )
-    if table[["omega_m", "sigma_8"]].isna().any().any():
-        raise ValueError(f"{csv}: omega_m or sigma_8 has missing values")
+    _check_csv_numbers(table, csv)
     for col, default in (("A_s", np.nan), ("m_nu", 0.0), ("z_s", 1.0)):
         if col not in table:
             table[col] = default
-    files = [Path(f) if Path(f).is_absolute() else root / f for f in table["file"]]
-    absent = [str(f) for f in files if not f.is_file()]
-    if absent:
-        raise ValueError(f"{csv}: {len(absent)} listed files do not exist, e.g. {absent[0]}")
+    files = _csv_files(table, csv, root)
     angles, sizes = [], []
     for i, f in enumerate(files):
         fallback = table["side_angle_deg"].iloc[i] if "side_angle_deg" in table else None
@@ -555,7 +694,14 @@ class ConvergenceMapDataset(Dataset):
             if not np.all(np.isfinite(kappa)):
                 raise ValueError(f"{path}: map {row['index']} has NaN or infinite pixels")
         else:
-            kappa, _, _ = read_map(path, side_angle_deg=float(row["side_angle_deg"]))
+            angle = float(row["side_angle_deg"])
+            kappa, read_angle, _ = read_map(path, side_angle_deg=angle)
+            # The catalogue of a tree reads one header per folder; each map is checked here.
+            if not np.isclose(read_angle, angle):
+                raise ValueError(
+                    f"{path}: side angle {read_angle:g} deg, but the catalogue's maps have "
+                    f"{angle:g} deg"
+                )
             kappa = kappa.astype(np.float64)
         if kappa.shape != (self.n_pix, self.n_pix):
             raise ValueError(

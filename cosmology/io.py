@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ __all__ = [
     "MODEL_DIR_PATTERN",
     "PARAMETERS_FILE",
     "cosmology_dirname",
+    "header_angle",
     "header_params",
     "map_filename",
     "maps_dirname",
@@ -173,9 +175,10 @@ def read_map(
     Raises
     ------
     ValueError
-        If the primary HDU is not a 2D image, the map has NaN pixels, or there is no
-        ``ANGLE`` in the header and no ``side_angle_deg`` was given. The message names
-        the file.
+        If the file is not a readable FITS file or is truncated, the primary HDU is not a
+        2D image, the map has NaN pixels, the side angle is not a positive number, or
+        there is no ``ANGLE`` in the header and no ``side_angle_deg`` was given. The
+        message names the file.
 
     Examples
     --------
@@ -187,12 +190,7 @@ def read_map(
     ((4, 4), 3.5, 'ConvergenceMap')
     """
     path = Path(path)
-    try:
-        with fits.open(path, memmap=False) as hdul:
-            data = hdul[0].data
-            header = dict(hdul[0].header)
-    except OSError as err:
-        raise ValueError(f"{path}: not a readable FITS file ({err})") from err
+    data, header = _read_primary(path)
     if data is None or data.ndim != 2:
         shape = None if data is None else data.shape
         raise ValueError(f"{path}: the primary HDU must hold a 2D image, found shape {shape}")
@@ -202,18 +200,67 @@ def read_map(
     if check_finite and not np.all(np.isfinite(data)):
         n_bad = int(np.count_nonzero(~np.isfinite(data)))
         raise ValueError(f"{path}: the map has {n_bad} NaN or infinite pixels")
-    angle = header.get("ANGLE")
+    angle = header_angle(path, header, side_angle_deg)
     if angle is None:
-        if side_angle_deg is None:
-            raise ValueError(
-                f"{path}: no ANGLE (side angle in degrees) in the FITS header; "
-                "pass the side angle explicitly"
-            )
-        angle = side_angle_deg
-    angle = float(angle)
-    if not (np.isfinite(angle) and angle > 0):
-        raise ValueError(f"{path}: side angle must be positive, got {angle}")
+        raise ValueError(
+            f"{path}: no ANGLE (side angle in degrees) in the FITS header; "
+            "pass the side angle explicitly"
+        )
     return data, angle, header
+
+
+def _read_primary(path: Path) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """The primary HDU's data and header; every failure becomes a ``ValueError`` naming ``path``."""
+    # astropy only warns about a file cut short, then fails on the reshape of its data:
+    # the warning is the real cause, so it is caught and put into the message.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with fits.open(path, memmap=False) as hdul:
+                data = hdul[0].data
+                header = dict(hdul[0].header)
+        except (OSError, ValueError, TypeError, IndexError) as err:
+            truncated = [str(w.message) for w in caught if "truncated" in str(w.message)]
+            if truncated:
+                detail = truncated[0].split(": ", 1)[-1]
+                raise ValueError(f"{path}: truncated FITS file ({detail})") from err
+            raise ValueError(f"{path}: not a readable FITS file ({err})") from err
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return data, header
+
+
+def header_angle(
+    path: str | os.PathLike[str], header: Mapping[str, Any], default: float | None = None
+) -> float | None:
+    """The side angle of a map: the header's ``ANGLE``, else ``default`` (``None`` if neither).
+
+    Raises
+    ------
+    ValueError
+        Naming ``path``, if the angle is not a positive finite number.
+
+    Examples
+    --------
+    >>> header_angle("m.fits", {"ANGLE": 3.5}), header_angle("m.fits", {}, 2.0)
+    (3.5, 2.0)
+    >>> header_angle("m.fits", {"ANGLE": "abc"})
+    Traceback (most recent call last):
+    ...
+    ValueError: m.fits: ANGLE (side angle in degrees) must be a positive number, got 'abc'
+    """
+    angle, source = header.get("ANGLE"), "ANGLE (side angle in degrees)"
+    if angle is None:
+        angle, source = default, "the side angle given for it"
+    if angle is None:
+        return None
+    try:
+        value = float(angle)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{path}: {source} must be a positive number, got {angle!r}")
+    return value
 
 
 def header_params(header: Mapping[str, Any]) -> dict[str, Any]:

@@ -137,6 +137,12 @@ def roberts_cross(maps: Tensor) -> Tensor:
 
 
 def _edges(values: np.ndarray, coverage: float, n_bins: int) -> np.ndarray:
+    if values.size == 0:
+        # Flat (e.g. all-zero) training maps: histograms of peaks have nothing to bin.
+        raise ValueError(
+            "the training maps have no peaks (flat or constant maps?): the peak students "
+            "cannot place their bins"
+        )
     lo, hi = np.quantile(values, [(1 - coverage) / 2, 1 - (1 - coverage) / 2])
     if not hi > lo:
         hi = lo + 1e-12
