@@ -7,6 +7,7 @@ Every step after ``simulate`` works on one run directory (``--run RUN``, the con
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import typer
@@ -33,6 +34,34 @@ logger = logging.getLogger(__name__)
 @app.callback()
 def _cosmology() -> None:
     """Weak-lensing convergence maps -> (Omega_m, sigma_8)."""
+
+
+#: Smallest accepted value of simulate's options, and whether the bound itself is allowed.
+_SIMULATE_BOUNDS = {
+    "--n-cosmologies": (1, True),
+    "--n-maps": (1, True),
+    "--size": (8, True),
+    "--side-angle": (0.0, False),
+    "--z-s": (0.0, False),
+    "--n-gal": (0.0, False),
+    "--sigma-e": (0.0, True),
+    "--smoothing": (0.0, True),
+}
+
+
+def _check_simulate_options(out: Path, counts: dict, amounts: dict) -> None:
+    """Refuse out-of-range options and an ``--out`` that is a file, before any work."""
+    for option, value in {**counts, **amounts}.items():
+        bound, inclusive = _SIMULATE_BOUNDS[option]
+        ok = math.isfinite(value) and (value >= bound if inclusive else value > bound)
+        if not ok:
+            rule = f">= {bound:g}" if inclusive else f"> {bound:g}"
+            fail(f"{option} must be {rule}, got {value:g}")
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                fail(f"--out {out}: {folder} is a file, not a folder")
+            break
 
 
 @app.command()
@@ -63,16 +92,26 @@ def simulate(
     from cosmology.noise import ShapeNoise
     from cosmology.simulate import simulate_dataset
 
-    if design == "ten":
-        table = design_ten(include_neutrinos=neutrinos)
-    elif design == "lhs":
-        table = design_lhs(n_cosmologies, seed=seed)
-    else:
-        path = Path(design)
-        if not path.is_file():
-            fail(f"--design: 'ten', 'lhs' or an existing CSV file, got {design}")
-        table = design_csv(path)
+    _check_simulate_options(
+        out,
+        {"--n-cosmologies": n_cosmologies, "--n-maps": n_maps, "--size": size},
+        {
+            "--side-angle": side_angle,
+            "--z-s": z_s,
+            "--n-gal": n_gal,
+            "--sigma-e": sigma_e,
+            "--smoothing": smoothing,
+        },
+    )
+    if design not in ("ten", "lhs") and not Path(design).is_file():
+        fail(f"--design: 'ten', 'lhs' or an existing CSV file, got {design}")
     with user_errors():
+        if design == "ten":
+            table = design_ten(include_neutrinos=neutrinos)
+        elif design == "lhs":
+            table = design_lhs(n_cosmologies, seed=seed)
+        else:
+            table = design_csv(Path(design))
         root = simulate_dataset(
             out,
             table,
