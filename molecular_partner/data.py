@@ -55,6 +55,8 @@ __all__ = [
     "TraceDataset",
     "add_outcomes",
     "build_dataset",
+    "check_awd_splits",
+    "check_numeric_columns",
     "clean_tracks",
     "downsample",
     "hotspot_flags",
@@ -158,6 +160,33 @@ def _drop_bad_amplitudes(
     return df.loc[~bad], drops
 
 
+#: Scalar columns that must be numeric when present (cmeAnalysis stores them as doubles).
+NUMERIC_COLUMNS = ("track_id", "catIdx", "lifetime_s", "start", "end", "visibility")
+
+
+def check_numeric_columns(df: pd.DataFrame, source: str) -> None:
+    """Refuse scalar columns of another type (e.g. lifetimes stored as text), naming them.
+
+    Examples
+    --------
+    >>> check_numeric_columns(pd.DataFrame({"lifetime_s": ["20"]}), "t.parquet")
+    Traceback (most recent call last):
+    ...
+    ValueError: t.parquet: column 'lifetime_s' must be numeric, found text values (e.g. '20')
+    """
+    for col in NUMERIC_COLUMNS:
+        if col not in df.columns or pd.api.types.is_numeric_dtype(df[col]):
+            continue
+        values = df[col].dropna()
+        if values.map(lambda v: isinstance(v, (int, float, np.number))).all():
+            continue
+        kind = "text" if values.map(lambda v: isinstance(v, str)).any() else "non-numeric"
+        example = next(v for v in values if not isinstance(v, (int, float, np.number)))
+        raise ValueError(
+            f"{source}: column {col!r} must be numeric, found {kind} values (e.g. {example!r})"
+        )
+
+
 def check_tracks(df: pd.DataFrame, source: str = "tracks table") -> pd.DataFrame:
     """Check the required columns and drop tracks with missing amplitudes, with a warning.
 
@@ -176,6 +205,7 @@ def check_tracks(df: pd.DataFrame, source: str = "tracks table") -> pd.DataFrame
         raise ValueError(f"{source}: missing required columns {missing}")
     if len(df) == 0:
         raise ValueError(f"{source}: no tracks")
+    check_numeric_columns(df, source)
     kept, _ = _drop_bad_amplitudes(df.reset_index(drop=True), AMPLITUDE_COLUMNS, source)
     return kept.reset_index(drop=True)
 
@@ -300,6 +330,7 @@ def _screen(
     auxilin = len(aux) == len(AUXILIN_COLUMNS)
     if len(tracks) == 0:
         raise ValueError(f"{source}: no tracks")
+    check_numeric_columns(tracks, source)
     df = tracks.reset_index(drop=True)
     if "track_id" not in df.columns:
         df = df.copy()
@@ -741,6 +772,18 @@ def preparation_rules(meta: dict | str | Path) -> dict:
     }
 
 
+def _why_dropped(screened: _Screened, cell: str) -> str:
+    """``all 150 dropped: min_lifetime 150 (e.g. lifetime missing)`` for one cell."""
+    cells = screened.ids["cell"].astype(str).to_numpy()
+    by_rule: dict[str, list[str]] = {}
+    for i, rule, reason in screened.drops:
+        if cells[i] == cell:
+            by_rule.setdefault(rule, []).append(reason)
+    n = sum(len(r) for r in by_rule.values())
+    parts = [f"{rule} {len(r)} (e.g. {r[0]})" for rule, r in by_rule.items()]
+    return f"all {n} dropped: " + ", ".join(parts)
+
+
 def build_dataset(
     tracks: pd.DataFrame,
     *,
@@ -794,8 +837,19 @@ def build_dataset(
     all_cells = sorted(pd.unique(tracks["cell"].astype(str)).tolist())
     lost = sorted(set(all_cells) - set(cells))
     for cell in lost:
-        warnings.warn(f"{source}: cell {cell!r} has no valid tracks; skipped", stacklevel=2)
+        warnings.warn(
+            f"{source}: cell {cell!r} has no valid tracks ({_why_dropped(screened, cell)}); "
+            "skipped",
+            stacklevel=2,
+        )
     split = split_cells(cells, test_fraction=test_fraction, seed=seed, test_cells=test_cells)
+    train_cells = sorted(c for c, part in split.items() if part == "train")
+    if len(train_cells) < 2:
+        warnings.warn(
+            f"{source}: one training cell only ({train_cells[0]!r}); the students are chosen "
+            "by cross-validation grouped by cell, which needs at least 2 training cells",
+            stacklevel=2,
+        )
     clean["split"] = [split[c] for c in cells]
     meta: dict = {
         "source": source,
@@ -886,6 +940,60 @@ def calibration_statistics(tracks: pd.DataFrame) -> dict[str, float]:
 # --------------------------------------------------------------------------- I/O
 
 
+def _check_awd_targets(table: pd.DataFrame, name: str) -> None:
+    """The outcomes a teacher learns: finite numbers, and 0/1 for the binary one."""
+    for col in AWD_COLUMNS[1:]:
+        if col not in table.columns:
+            continue
+        values = pd.to_numeric(table[col], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if col == "y_consec_thresh":
+            bad |= ~np.isin(values, (0.0, 1.0))
+        if bad.any():
+            what = "0 or 1" if col == "y_consec_thresh" else "finite numbers (no NaN)"
+            first = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{name}: column {col!r} must hold {what}; {int(bad.sum())} row(s) do not "
+                f"(first: row {first}, {table[col].iloc[first]!r})"
+            )
+
+
+def check_awd_splits(table: pd.DataFrame, name: str = "AWD table") -> None:
+    """The split by cell a run needs: train and test rows, disjoint cells, 2+ training cells.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"cell": ["a", "b", "c"], "split": ["train", "train", "test"]})
+    >>> check_awd_splits(t)
+    >>> check_awd_splits(t.assign(split="train"))
+    Traceback (most recent call last):
+    ...
+    ValueError: AWD table: needs 'train' and 'test' rows (splits are by cell), found ['train']
+    """
+    missing = [c for c in ("cell", "split") if c not in table.columns]
+    if missing:
+        raise ValueError(f"{name}: missing column(s) {missing} (splits are by cell)")
+    splits = sorted(map(str, pd.unique(table["split"])))
+    if not {"train", "test"} <= set(splits):
+        raise ValueError(
+            f"{name}: needs 'train' and 'test' rows (splits are by cell), found {splits}"
+        )
+    cells = table["cell"].astype(str)
+    train = set(cells[table["split"] == "train"])
+    test = set(cells[table["split"] == "test"])
+    both = sorted(train & test)
+    if both:
+        raise ValueError(
+            f"{name}: cell(s) {both[:5]} have training and test rows; test cells must be "
+            "held out whole"
+        )
+    if len(train) < 2:
+        raise ValueError(
+            f"{name}: needs at least 2 training cells (students are chosen by cross-"
+            f"validation grouped by cell), found {sorted(train)}"
+        )
+
+
 def load_awd_table(table: pd.DataFrame | str | Path, length: int = AWD_LENGTH) -> pd.DataFrame:
     """Accept a table already in the reference's AWD layout and check it.
 
@@ -921,6 +1029,7 @@ def load_awd_table(table: pd.DataFrame | str | Path, length: int = AWD_LENGTH) -
             f"{name}: {len(bad)} row(s) of X_same_length_normalized are not finite arrays "
             f"of length {length} (first: row {bad[0]})"
         )
+    _check_awd_targets(table, name)
     out = table.copy()
     out["X_same_length_normalized"] = xs
     return out
@@ -1035,12 +1144,95 @@ def read_dataset(path: str | Path) -> pd.DataFrame:
     return load_awd_table(path)
 
 
+def _input_files(paths: list[str | Path]) -> list[Path]:
+    """The files behind ``paths`` (folders searched), each once."""
+    files: list[Path] = []
+    seen: set[Path] = set()
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(p.rglob("ProcessedTracks.mat")) + sorted(p.glob("*.parquet"))
+            if not found:
+                warnings.warn(f"{p}: no ProcessedTracks.mat or parquet file inside", stacklevel=3)
+        else:
+            found = [p]
+        for f in found:
+            key = f.resolve()
+            if key in seen:
+                warnings.warn(f"{f}: given more than once; read once", stacklevel=3)
+                continue
+            seen.add(key)
+            files.append(f)
+    return files
+
+
+def _mat_cell_names(files: list[Path]) -> dict[Path, str]:
+    """Cell names of ``.mat`` files: their cell folder, longer where two would be equal."""
+    from molecular_partner.matfile import cell_folder, cell_name
+
+    mats = [f for f in files if f.suffix == ".mat"]
+    folders: dict[Path, Path] = {}
+    for f in mats:
+        folder = cell_folder(f).resolve()
+        if folder in folders:
+            raise ValueError(
+                f"{folders[folder]} and {f} belong to the same cell folder {cell_folder(f)}; "
+                "pass one tracking result per cell"
+            )
+        folders[folder] = f
+    names = {f: cell_name(f) for f in mats}
+    depth = 1
+    while True:
+        by_name: dict[str, list[Path]] = {}
+        for f, name in names.items():
+            by_name.setdefault(name, []).append(f)
+        clashes = [fs for fs in by_name.values() if len(fs) > 1]
+        if not clashes:
+            break
+        depth += 1
+        if depth > 64:
+            raise ValueError(f"cannot tell apart the cells of {', '.join(map(str, clashes[0]))}")
+        for fs in clashes:
+            longer = {f: cell_name(f, depth) for f in fs}
+            if len(set(longer.values())) == len(fs):
+                # Cell folders of the same name in different experiments: the experiment
+                # folder becomes part of the name rather than merging two cells into one.
+                warnings.warn(
+                    f"cells named by their folder would collide ({', '.join(map(str, fs))}); "
+                    f"named {', '.join(repr(v) for v in longer.values())} instead",
+                    stacklevel=3,
+                )
+            names.update(longer)
+    return names
+
+
+def _check_shared_cells(tables: list[tuple[Path, pd.DataFrame]]) -> None:
+    """Refuse one cell name in two files: their tracks would be merged into one cell."""
+    owner: dict[str, Path] = {}
+    for f, df in tables:
+        if "cell" not in df.columns:
+            continue
+        for cell in pd.unique(df["cell"].astype(str)):
+            if cell in owner:
+                raise ValueError(
+                    f"cell {cell!r} is in both {owner[cell]} and {f}; the tracks of different "
+                    "files would be merged into one cell: give the cells distinct names"
+                )
+            owner[cell] = f
+
+
 def load_tracks(paths: list[str | Path]) -> pd.DataFrame:
     """Load tracks tables from parquet files, ``ProcessedTracks.mat`` files or folders.
 
     A folder is searched for ``ProcessedTracks.mat`` files (the cmeAnalysis layout). One
     unreadable input among several is skipped with a warning naming it; if none can be
-    read, ``ValueError`` lists them all.
+    read, ``ValueError`` lists them all. A file given twice is read once.
+
+    Cells are never merged across files. A ``.mat`` file's cell is named by its cell folder
+    (``<cell>/<channel>/Tracking/ProcessedTracks.mat``); where two such folders of
+    different experiments share a name, the names take in parent folders until they differ
+    (``expA/cell1``, ``expB/cell1``), with a warning. Cell names stored in tables are data
+    and are not rewritten: a name found in two files is refused (``ValueError`` naming
+    both), as are two tracking results of one cell folder.
 
     Examples
     --------
@@ -1053,25 +1245,23 @@ def load_tracks(paths: list[str | Path]) -> pd.DataFrame:
     """
     from molecular_partner.matfile import read_processed_tracks
 
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            found = sorted(p.rglob("ProcessedTracks.mat")) + sorted(p.glob("*.parquet"))
-            if not found:
-                warnings.warn(f"{p}: no ProcessedTracks.mat or parquet file inside", stacklevel=2)
-            files.extend(found)
-        else:
-            files.append(p)
+    files = _input_files(paths)
+    names = _mat_cell_names(files)
     tables, errors = [], []
     for f in files:
         try:
-            df = read_processed_tracks(f) if f.suffix == ".mat" else read_tracks_table(f)
+            if f.suffix == ".mat":
+                df = read_processed_tracks(f, cell=names[f])
+            else:
+                df = read_tracks_table(f)
+                check_numeric_columns(df, str(f))
         except ValueError as err:
             errors.append(str(err))
             continue
-        tables.append(df)
+        tables.append((f, df))
     if not tables:
         raise ValueError("no readable tracks: " + ("; ".join(errors) or "no input files"))
     for e in errors:
         warnings.warn(f"skipped: {e}", stacklevel=2)
-    return pd.concat(tables, ignore_index=True)
+    _check_shared_cells(tables)
+    return pd.concat([df for _, df in tables], ignore_index=True)

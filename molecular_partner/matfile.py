@@ -17,7 +17,7 @@ import pandas as pd
 
 from shared.runs import atomic_write
 
-__all__ = ["read_processed_tracks", "write_processed_tracks"]
+__all__ = ["cell_folder", "cell_name", "read_processed_tracks", "write_processed_tracks"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,11 +26,42 @@ _PER_CHANNEL = {"A": ("X", "Y"), "c": "c", "A_pstd": "A_pstd", "pval_Ar": "pval_
 _PER_CHANNEL.update(sigma_r="sigma_r")
 
 
-def _cell_name(path: Path) -> str:
-    # cmeAnalysis layout: <cell>/<channel>/Tracking/ProcessedTracks.mat
+def cell_folder(path: str | Path) -> Path:
+    """The folder that names the cell of a ``ProcessedTracks.mat``.
+
+    The cmeAnalysis layout is ``<cell>/<channel>/Tracking/ProcessedTracks.mat``; any other
+    file is named by its own folder.
+
+    Examples
+    --------
+    >>> cell_folder("exp/cell3/ch1/Tracking/ProcessedTracks.mat").as_posix()
+    'exp/cell3'
+    >>> cell_folder("exp/cell3/tracks.mat").as_posix()
+    'exp/cell3'
+    """
+    path = Path(path)
     if path.parent.name == "Tracking" and len(path.parents) >= 3:
-        return path.parents[2].name
-    return path.parent.name or path.stem
+        return path.parents[2]
+    return path.parent
+
+
+def cell_name(path: str | Path, depth: int = 1) -> str:
+    """The cell name of a ``ProcessedTracks.mat``: its cell folder, with ``depth - 1`` parents.
+
+    A longer name tells apart cells of different experiments that share a folder name
+    (``expA/cell1``, ``expB/cell1``); see :func:`molecular_partner.data.load_tracks`.
+
+    Examples
+    --------
+    >>> p = "data/expA/cell1/ch1/Tracking/ProcessedTracks.mat"
+    >>> cell_name(p), cell_name(p, 2)
+    ('cell1', 'expA/cell1')
+    """
+    folder = cell_folder(path)
+    if not folder.name:
+        return Path(path).stem
+    parts = [p.name for p in (folder, *folder.parents)[:depth] if p.name]
+    return "/".join(reversed(parts))
 
 
 # --------------------------------------------------------------------------- v5 / v7
@@ -110,8 +141,18 @@ def _read_v73(path: Path) -> list[dict]:
 # --------------------------------------------------------------------------- to table
 
 
+def _numbers(val, name: str, path: Path, i: int) -> np.ndarray:
+    try:
+        return np.asarray(val, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        shown = val.tolist() if isinstance(val, np.ndarray) else val
+        raise ValueError(
+            f"{path}: track {i + 1}, field {name!r} must hold numbers, got {shown!r}"
+        ) from err
+
+
 def _rows2d(val, name: str, path: Path, i: int) -> np.ndarray:
-    arr = np.asarray(val, dtype=np.float64)
+    arr = _numbers(val, name, path, i)
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2:
@@ -119,8 +160,8 @@ def _rows2d(val, name: str, path: Path, i: int) -> np.ndarray:
     return arr
 
 
-def _scalar(val, default=np.nan) -> float:
-    arr = np.asarray(val, dtype=np.float64).ravel()
+def _scalar(val, name: str, path: Path, i: int, default=np.nan) -> float:
+    arr = _numbers(val, name, path, i).ravel()
     return float(arr[0]) if arr.size else default
 
 
@@ -133,15 +174,15 @@ def _track_row(tr: dict, path: Path, i: int, cell: str) -> dict:  # noqa: C901
         raise ValueError(
             f"{path}: track {i + 1} has {a.shape[0]} channel(s) in 'A'; need clathrin and auxilin"
         )
-    n = a.shape[1]
+    category = _scalar(tr["catIdx"], "catIdx", path, i, 0)
     row: dict = {
         "cell": cell,
         "track_id": i + 1,
-        "catIdx": int(_scalar(tr["catIdx"], 0)),
-        "lifetime_s": _scalar(tr["lifetime_s"]),
-        "start": _scalar(tr.get("start", np.nan)),
-        "end": _scalar(tr.get("end", np.nan)),
-        "visibility": _scalar(tr.get("visibility", np.nan)),
+        "catIdx": int(category) if np.isfinite(category) else 0,
+        "lifetime_s": _scalar(tr["lifetime_s"], "lifetime_s", path, i),
+        "start": _scalar(tr.get("start", np.nan), "start", path, i),
+        "end": _scalar(tr.get("end", np.nan), "end", path, i),
+        "visibility": _scalar(tr.get("visibility", np.nan), "visibility", path, i),
         "X": a[0],
         "Y": a[1],
     }
@@ -152,15 +193,14 @@ def _track_row(tr: dict, path: Path, i: int, cell: str) -> dict:  # noqa: C901
                 row[f"{field}_X"], row[f"{field}_Y"] = v[0], v[1]
     for field in ("t", "f", "gapVect"):
         if field in tr:
-            row[field] = np.asarray(tr[field], dtype=np.float64).ravel()
+            row[field] = _numbers(tr[field], field, path, i).ravel()
     for field in ("x", "y"):
         if field in tr:
             row[field] = _rows2d(tr[field], field, path, i)[0]
     if "pval_Ar_Y" not in row:
         raise ValueError(f"{path}: track {i + 1}: 'pval_Ar' has no auxilin row")
-    for key in ("X", "Y", "pval_Ar_Y"):
-        if row[key].size != n:
-            raise ValueError(f"{path}: track {i + 1}: {key} has {row[key].size} frames, A has {n}")
+    # Arrays of different lengths spoil one track, not the file: the track is kept here
+    # and dropped, with its reason, by the cleaning rules (molecular_partner.data).
     for buf in ("startBuffer", "endBuffer"):
         b = tr.get(buf)
         if isinstance(b, dict) and "A" in b and np.size(b["A"]):
@@ -225,13 +265,15 @@ def read_processed_tracks(path: str | Path, cell: str | None = None) -> pd.DataF
             records = _read_v5(path)
         else:
             raise ValueError(f"{path}: not a MATLAB v5 or v7.3 file")
-    except ValueError:
-        raise
-    except Exception as err:
+    except ValueError as err:
+        if str(err).startswith(f"{path}:"):
+            raise
+        raise ValueError(f"{path}: unreadable MAT file ({err})") from err
+    except Exception as err:  # scipy and h5py raise many kinds on a corrupt file
         raise ValueError(f"{path}: unreadable MAT file ({err})") from err
     if not records:
         raise ValueError(f"{path}: 'tracks' is empty")
-    name = cell if cell is not None else _cell_name(path)
+    name = cell if cell is not None else cell_name(path)
     rows = [_track_row(r, path, i, name) for i, r in enumerate(records)]
     df = pd.DataFrame(rows)
     logger.info("%s: %d tracks read", path, len(df))

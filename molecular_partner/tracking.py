@@ -23,6 +23,8 @@ significant clathrin spot at least half as bright as the track's median.
 from __future__ import annotations
 
 import logging
+import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +69,7 @@ class TrackingConfig:
     merge_split : bool
         Allow merging and splitting (compound tracks, catIdx 5-8).
     frame_interval_s : float, optional
-        Overrides the movie's metadata.
+        Overrides the movie's metadata (a positive number of seconds).
     """
 
     psf_sigma_px: tuple[float, float] = (1.0, 0.9)
@@ -83,11 +85,28 @@ class TrackingConfig:
 # --------------------------------------------------------------------------- reading
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, str, dict]:
+#: What the tracker assumes without a frame interval (with a warning naming the movie).
+DEFAULT_FRAME_INTERVAL_S = 1.0
+
+
+class _Collect(logging.Handler):
+    """Keeps tifffile's log records: its note of a corrupt file is the real cause."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _read_series(path: Path) -> tuple[np.ndarray, str, dict, float | None, int, list[str]]:
     import tifffile
 
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
+    log = logging.getLogger("tifffile")
+    collect, propagate = _Collect(), log.propagate
+    log.addHandler(collect)
+    log.propagate = False
     try:
         with tifffile.TiffFile(path) as tf:
             series = tf.series[0]
@@ -95,26 +114,61 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str, dict]:
             data = series.asarray()
             meta = tf.imagej_metadata or {}
             res = None
-            page = tf.pages[0]
-            tag = page.tags.get("XResolution")
+            tag = tf.pages[0].tags.get("XResolution")
             if tag is not None:
                 num, den = tag.value
                 res = num / den if den else None
+            n_pages = len(tf.pages)
             expected = int(np.prod(series.shape))
     except Exception as err:
         raise ValueError(f"{path}: unreadable or truncated TIFF ({err})") from err
+    finally:
+        log.removeHandler(collect)
+        log.propagate = propagate
     if data.size != expected:
         raise ValueError(f"{path}: truncated TIFF ({data.size} of {expected} values)")
-    info = {}
-    if meta.get("finterval"):
-        info["frame_interval_s"] = float(meta["finterval"])
+    return data, axes, meta, res, n_pages, collect.messages
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, str, dict]:
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    data, axes, meta, res, n_pages, notes = _read_series(path)
+    images = meta.get("images")
+    if isinstance(images, int) and n_pages < images:
+        raise ValueError(
+            f"{path}: truncated TIFF (the ImageJ metadata announce {images} images, the file "
+            f"holds {n_pages})"
+        )
+    corrupt = [
+        n for n in notes if any(k in n for k in ("page offset", "corrupted file", "truncat"))
+    ]
+    if corrupt:
+        raise ValueError(f"{path}: truncated or corrupted TIFF ({corrupt[0]})")
+    info: dict = {}
+    finterval = meta.get("finterval")
+    # ImageJ writes 0 for "not set".
+    if finterval is not None and finterval != 0:
+        try:
+            info["frame_interval_s"] = float(finterval)
+        except (TypeError, ValueError):
+            info["frame_interval_s"] = math.nan
     if res and meta.get("unit") in ("um", "micron", "\\u00B5m", "µm"):
         info["pixel_size_nm"] = 1000.0 / res
     return data, axes, info
 
 
 def _as_tcyx(data: np.ndarray, axes: str, path: Path) -> np.ndarray:
-    axes = axes.upper().replace("I", "T").replace("Q", "T")
+    named = axes.upper()
+    axes = named.replace("I", "T").replace("Q", "T")
+    if len(set(axes)) < len(axes):
+        # tifffile names dimensions it knows nothing about Q (or I): more than one of them
+        # means the file does not say which is time and which is channel.
+        raise ValueError(
+            f"{path}: the TIFF does not say its axes ({named}, shape {data.shape}); save it "
+            "with axes metadata, e.g. as an ImageJ hyperstack: tifffile.imwrite(path, movie, "
+            "imagej=True, metadata={'axes': 'TCYX'})"
+        )
     if "Z" in axes:
         z = data.shape[axes.index("Z")]
         if z != 1:
@@ -128,7 +182,43 @@ def _as_tcyx(data: np.ndarray, axes: str, path: Path) -> np.ndarray:
     if axes in ("TCYX", "CTYX"):
         out = data if axes == "TCYX" else np.moveaxis(data, 0, 1)
         return out
+    if axes in ("YX", "CYX"):
+        # A series of one time point has no T axis: the movie is a single frame.
+        raise ValueError(
+            f"{path}: one frame only (axes {axes}); tracking needs a time series (TCYX, "
+            "CTYX or TYX) of at least 3 frames"
+        )
     raise ValueError(f"{path}: unsupported axes {axes!r}; expected TYX, TCYX or CTYX")
+
+
+def _check_finite(movie: np.ndarray, name: object) -> None:
+    """Refuse non-finite pixels, naming the frames (1-based) and channels that hold them."""
+    if not np.issubdtype(movie.dtype, np.floating):
+        return
+    bad = ~np.isfinite(movie)
+    if not bad.any():
+        return
+    channels = ("clathrin", "auxilin")
+    per_channel = bad.any(axis=(2, 3))  # (T, C)
+    whole = bad.all(axis=(0, 2, 3))
+    if whole.any():
+        which = " and ".join(channels[c] for c in np.flatnonzero(whole))
+        raise ValueError(f"{name}: the {which} channel is NaN or infinite in every frame")
+    frames = np.flatnonzero(per_channel.any(axis=1)) + 1
+    hit = np.flatnonzero(per_channel.any(axis=0))
+    which = " and ".join(channels[c] for c in hit) + (" channels" if hit.size > 1 else " channel")
+    shown = _frame_list(frames)
+    raise ValueError(
+        f"{name}: {int(bad.sum())} NaN or infinite pixel(s) in the {which}, "
+        f"{'frame' if len(frames) == 1 else 'frames'} {shown} (1-based); fill or drop them"
+    )
+
+
+def _frame_list(frames: np.ndarray) -> str:
+    """``[3, 4, 5, 9]`` as ``3-5, 9`` (at most 10 runs)."""
+    runs = np.split(frames, np.flatnonzero(np.diff(frames) > 1) + 1)
+    parts = [f"{r[0]}" if r.size == 1 else f"{r[0]}-{r[-1]}" for r in runs]
+    return ", ".join(parts[:10]) + (", ..." if len(parts) > 10 else "")
 
 
 def read_movie(path: str | Path, aux_path: str | Path | None = None) -> tuple[np.ndarray, dict]:
@@ -150,8 +240,9 @@ def read_movie(path: str | Path, aux_path: str | Path | None = None) -> tuple[np
     Raises
     ------
     ValueError
-        Unreadable or truncated file, unsupported axes, a channel count other than 2,
-        channels of different shapes, fewer than 3 frames.
+        Naming the file: unreadable or truncated file, unsupported or unnamed axes, a
+        single frame or fewer than 3 frames, a channel count other than 2, channels of
+        different shapes, NaN or infinite pixels (with their frames).
 
     Examples
     --------
@@ -186,7 +277,8 @@ def read_movie(path: str | Path, aux_path: str | Path | None = None) -> tuple[np
             + ("; pass the auxilin movie as a second file" if movie.shape[1] == 1 else "")
         )
     if movie.shape[0] < 3:
-        raise ValueError(f"{path}: only {movie.shape[0]} frame(s)")
+        raise ValueError(f"{path}: only {movie.shape[0]} frame(s); tracking needs at least 3")
+    _check_finite(movie, path)
     return movie.astype(np.float32, copy=False), info
 
 
@@ -444,6 +536,8 @@ def track_array(
     movie = np.asarray(movie, dtype=np.float32)
     if movie.ndim != 4 or movie.shape[1] != 2:
         raise ValueError(f"movie must be TCYX with 2 channels, got shape {movie.shape}")
+    _check_finite(movie, cell)
+    frame_interval_s = _positive(frame_interval_s, "frame_interval_s", cell)
     spots = detect_spots(movie[:, 0], cfg)
     logger.info("%s: %d detections in %d frames", cell, len(spots), movie.shape[0])
     track_df, split_df, merge_df = link_spots(spots, cfg)
@@ -452,12 +546,45 @@ def track_array(
     return tracks
 
 
+def _positive(value: object, what: str, name: object) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"{name}: {what} must be a positive number, got {value!r}")
+    return number
+
+
+def _frame_interval(path: Path, info: dict, explicit: float | None, cfg: TrackingConfig) -> float:
+    """The seconds per frame: given, else from the metadata, else assumed with a warning."""
+    if explicit is not None:
+        return _positive(explicit, "frame_interval_s", path)
+    if cfg.frame_interval_s is not None:
+        return _positive(cfg.frame_interval_s, "the frame interval (frame_interval_s)", path)
+    if "frame_interval_s" in info:
+        return _positive(
+            info["frame_interval_s"],
+            "the frame interval of its metadata (ImageJ 'finterval', seconds)",
+            path,
+        )
+    warnings.warn(
+        f"{path}: no frame interval in the movie's metadata; assuming "
+        f"{DEFAULT_FRAME_INTERVAL_S:g} s per frame (lifetimes depend on it; pass "
+        "frame_interval_s)",
+        stacklevel=3,
+    )
+    return DEFAULT_FRAME_INTERVAL_S
+
+
 def track_movie(
     path: str | Path,
     aux_path: str | Path | None = None,
     *,
     config: TrackingConfig | None = None,
     cell: str | None = None,
+    frame_interval_s: float | None = None,
+    pixel_size_nm: float | None = None,
 ) -> pd.DataFrame:
     """Track a two-channel TIFF movie into a cmeAnalysis-style tracks table.
 
@@ -470,12 +597,26 @@ def track_movie(
     config : TrackingConfig, optional
     cell : str, optional
         Value of the ``cell`` column; defaults to the file's stem.
+    frame_interval_s : float, optional
+        Seconds per frame; wins over ``config.frame_interval_s``, which wins over the
+        movie's metadata (ImageJ ``finterval``). Without any of them 1 s is assumed, with a
+        warning naming the movie.
+    pixel_size_nm : float, optional
+        Pixel size; wins over the metadata. Positions stay in pixels and the detection
+        settings of ``config`` are in pixels too: the size is checked and logged, so that a
+        table's scale is on record.
 
     Returns
     -------
     DataFrame
         One row per track with ``lifetime_s``, ``catIdx``, ``X``, ``Y``, ``pval_Ar_Y``,
         ``cell`` and the other columns of :mod:`molecular_partner.tables`.
+
+    Raises
+    ------
+    ValueError
+        Naming the file: see :func:`read_movie`; a frame interval or pixel size that is
+        not a positive number (given or from the metadata); no clathrin track found.
 
     Examples
     --------
@@ -489,9 +630,18 @@ def track_movie(
     'c1'
     """
     cfg = config or TrackingConfig()
+    path = Path(path)
+    if pixel_size_nm is not None:
+        _positive(pixel_size_nm, "pixel_size_nm", path)
     movie, info = read_movie(path, aux_path)
-    dt = cfg.frame_interval_s or info.get("frame_interval_s", 1.0)
-    name = cell if cell is not None else Path(path).stem
+    dt = _frame_interval(path, info, frame_interval_s, cfg)
+    pixel = pixel_size_nm if pixel_size_nm is not None else info.get("pixel_size_nm")
+    if pixel is not None:
+        pixel = _positive(pixel, "the pixel size (nm)", path)
+    logger.info(
+        "%s: %g s per frame, pixel %s", path, dt, "unknown" if pixel is None else f"{pixel:g} nm"
+    )
+    name = cell if cell is not None else path.stem
     tracks = track_array(movie, cfg, frame_interval_s=dt, cell=name)
     if len(tracks) == 0:
         raise ValueError(f"{path}: no clathrin tracks found")
