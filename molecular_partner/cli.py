@@ -33,6 +33,15 @@ app = typer.Typer(
 logger = logging.getLogger(__name__)
 
 
+def _check_out_folder(out: Path) -> None:
+    """Refuse an ``--out`` that is (or lies under) a file, before any work."""
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                fail(f"--out {out}: {folder} is a file, not a folder")
+            return
+
+
 @app.command()
 def simulate(
     out: Path = typer.Option(..., help="Output folder."),
@@ -46,6 +55,9 @@ def simulate(
     """Simulate cells: TCYX movies, ground truth and ideal-tracker tracks."""
     from molecular_partner.simulate import SimulationConfig, simulate_cells
 
+    _check_out_folder(out)
+    if n_cells < 1:
+        fail(f"--n-cells must be >= 1, got {n_cells}")
     with user_errors():
         cfg = SimulationConfig(n_frames=n_frames, shape=(size, size), n_pits=n_pits)
         tracks, truth = simulate_cells(n_cells, cfg, seed=seed, out_dir=out, movies=movies)
@@ -102,17 +114,21 @@ def build_dataset_cmd(
     """Apply the published cleaning and outcome rules and split by cell."""
     from molecular_partner.data import (
         build_dataset,
+        check_awd_splits,
         load_awd_table,
         load_tracks,
         write_dataset,
     )
     from molecular_partner.tables import write_tracks_table
 
+    _check_out_folder(out)
     try:
         if awd_table:
             if len(inputs) != 1:
                 raise ValueError("--awd-table takes exactly one table")
             table = load_awd_table(inputs[0])
+            # What a run will need of the table, said now rather than at its first step.
+            check_awd_splits(table, str(inputs[0]))
             path = write_tracks_table(table, out / "dataset.parquet")
             typer.echo(f"{len(table)} rows checked -> {path}")
             return
