@@ -60,7 +60,8 @@ def _check_simulate_options(out: Path, counts: dict, amounts: dict) -> None:
     for folder in (out, *out.parents):
         if folder.exists():
             if not folder.is_dir():
-                fail(f"--out {out}: {folder} is a file, not a folder")
+                where = "" if folder == out else f" ({folder} is a file)"
+                fail(f"--out {out} is not a folder{where}")
             break
 
 

@@ -842,7 +842,10 @@ def build_dataset(
             "skipped",
             stacklevel=2,
         )
-    split = split_cells(cells, test_fraction=test_fraction, seed=seed, test_cells=test_cells)
+    try:
+        split = split_cells(cells, test_fraction=test_fraction, seed=seed, test_cells=test_cells)
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from err
     train_cells = sorted(c for c, part in split.items() if part == "train")
     if len(train_cells) < 2:
         warnings.warn(
