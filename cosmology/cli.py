@@ -14,6 +14,7 @@ import typer
 
 from shared.commands import (
     CONFIG_OPTION,
+    FORCE_OPTION,
     RUN_OPTION,
     SET_OPTION,
     Domain,
@@ -140,14 +141,18 @@ def train_teacher_cmd(
     config: Path | None = CONFIG_OPTION,
     overrides: list[str] | None = SET_OPTION,
     resume: bool = typer.Option(False, help="Continue from the teacher checkpoint."),
+    force: bool = FORCE_OPTION,
 ) -> None:
-    """Start a run on the maps and train its CNN teacher (standardised Omega_m, sigma_8)."""
+    """Start a run on the maps and train its CNN teacher (standardised Omega_m, sigma_8).
+
+    A teacher already trained with the same settings is kept.
+    """
     from cosmology.pipeline import check_step_overrides, run_train_teacher, start_run
 
     with user_errors():
         check_step_overrides(overrides or [], "teacher")
         run_dir, cfg = start_run(run, data, config, overrides or [])
-        summary = run_train_teacher(run_dir, cfg, resume=resume)
+        summary = run_train_teacher(run_dir, cfg, resume=resume, force=force)
     typer.echo(
         f"teacher ({summary['arch']}, {summary['parameters']} parameters) trained for "
         f"{summary['epochs_run']} epochs; best validation loss {summary['best_val_loss']:.4f} "
@@ -160,10 +165,12 @@ def distill_cmd(
     run: Path = RUN_OPTION,
     overrides: list[str] | None = SET_OPTION,
     workers: int = typer.Option(1, min=1, help="Parallel chains (processes)."),
+    force: bool = FORCE_OPTION,
 ) -> None:
     """Distil the lambda x gamma grid of wavelets from the run's frozen teacher (TRIM).
 
-    Finished points are kept: rerunning the command resumes an interrupted grid.
+    Finished points made with the same settings are kept: rerunning the command resumes an
+    interrupted grid; points made with other settings are refused unless --force.
     """
     from cosmology.pipeline import open_run, run_distill
     from shared.sweep import Engine
@@ -171,22 +178,33 @@ def distill_cmd(
     with user_errors():
         run_dir, cfg = open_run(run, overrides or [], "distill")
         records = run_distill(
-            run_dir, cfg, engine=Engine(workers=workers), overrides=overrides or []
+            run_dir, cfg, engine=Engine(workers=workers), overrides=overrides or [], force=force
         )
     typer.echo(f"{len(records)} wavelets distilled -> {run / 'distill'}")
 
 
 @app.command("evaluate")
-def evaluate_cmd(run: Path = RUN_OPTION, overrides: list[str] | None = SET_OPTION) -> None:
+def evaluate_cmd(
+    run: Path = RUN_OPTION,
+    overrides: list[str] | None = SET_OPTION,
+    force: bool = FORCE_OPTION,
+) -> None:
     """Fit the students and baselines, select on validation, score on test, save them."""
     from cosmology.evaluate import run_evaluate
     from cosmology.pipeline import open_run
+    from cosmology.report import headline
 
     with user_errors():
         run_dir, cfg = open_run(run, overrides or [], "evaluate")
-        metrics = run_evaluate(run_dir, cfg)
+        metrics = run_evaluate(run_dir, cfg, force=force)
+        head = headline(run_dir.root)
     typer.echo(f"{metrics.method.nunique()} methods scored -> {run / 'evaluate' / 'metrics.csv'}")
     typer.echo(f"students saved -> {run / 'students'}")
+    typer.echo("")
+    typer.echo(head.terminal())
+    for warning in head.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"next: awd cosmology report --run {run}")
 
 
 @app.command("report")
@@ -195,9 +213,11 @@ def report_cmd(
     out: Path | None = typer.Option(None, help="Output folder (default RUN/report)."),
 ) -> None:
     """Write the self-contained HTML report and its PNG figures from saved results."""
+    from cosmology.evaluate import require_fresh_evaluation
     from cosmology.report import write_report
 
     with user_errors():
+        require_fresh_evaluation(run)
         path = write_report(run, out)
     typer.echo(f"report -> {path}")
 
@@ -342,9 +362,11 @@ def _peak_histogram_figure(table_path: Path, out: Path) -> list[Path]:
                 centres = 0.5 * (cosmo["lo"] + cosmo["hi"])
                 ax.plot(centres, cosmo["mean_peaks_per_map"], color=cmap(norm(omega)), lw=1)
             ax.set_title(f"AWD {kernel} kernel")
-            ax.set_xlabel("filtered value at peak")
+            ax.set_xlabel("filtered convergence at the peak")
         axes[0].set_ylabel("mean peaks per map")
-        fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="Ω_m")
+        fig.colorbar(
+            plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="$\\Omega_m$"
+        )
         return save_figure(fig, out, "cosmology_peak_histograms", table)
 
 
@@ -358,34 +380,61 @@ def _grid_heatmap(table_path: Path, out: Path) -> list[Path]:
         out,
         "cosmology",
         value="val_score",
-        label="validation RMSE / SD (lower is better)",
+        label="validation RMSE / SD\n(lower is better)",
         higher_is_better=False,
+        title="cosmology: paper's student over λ × γ",
+    )
+
+
+def _results_figure(run: Path, out: Path) -> list[Path]:
+    import json
+
+    import pandas as pd
+
+    from cosmology.report import GROUPS, PARAMETERS, headline_rows
+    from shared.evaluation import read_metrics
+    from shared.figures import estimates_figure
+
+    comparisons = run / "comparisons.csv"
+    rows = headline_rows(
+        read_metrics(run / "metrics.csv"),
+        json.loads((run / "selection.json").read_text()),
+        pd.read_csv(comparisons) if comparisons.exists() else None,
+    )
+    trivial = rows[rows["group"] == GROUPS[4]]
+    shown = rows[rows["group"] != GROUPS[4]]
+    note = "training mean: " + ", ".join(
+        f"{'Ωₘ' if p == 'omega_m' else 'σ₈'} {trivial[p].iloc[0]:.3g}" for p in PARAMETERS
+    )
+    return estimates_figure(
+        shown.reset_index(drop=True),
+        out,
+        "cosmology_results",
+        [
+            ("omega_m", "omega_m_sd", "test RMSE of $\\Omega_m$ (±1 bootstrap SD)"),
+            ("sigma_8", "sigma_8_sd", "test RMSE of $\\sigma_8$ (±1 bootstrap SD)"),
+        ],
+        note=note if len(trivial) else "",
     )
 
 
 def make_figures(results: Path, out: Path, report) -> None:
-    """``awd figures`` hook: the ten-cosmology run's selected wavelets and results table."""
-    from shared.figures import table_figure, wavelet_figure
+    """``awd figures`` hook: the ten-cosmology run's wavelets, results, histograms, grid."""
+    from shared.figures import wavelet_figure
 
     run = results / "cosmology" / "ten_cosmologies"
-    wavelets = {"AWD": run / "wavelets" / "awd", "AWD, γ=0": run / "wavelets" / "awd_gamma0"}
+    wavelets = {"AWD": run / "wavelets" / "awd", "AWD, γ = 0": run / "wavelets" / "awd_gamma0"}
     report.build(
         "cosmology learned wavelets",
         [p.with_suffix(".safetensors") for p in wavelets.values()],
-        lambda: wavelet_figure(wavelets, out, "cosmology_wavelets"),
+        lambda: wavelet_figure(
+            wavelets, out, "cosmology_wavelets", xlabel="support (pixels of the finest scale)"
+        ),
     )
     report.build(
         "cosmology results table",
-        [run / "metrics.csv"],
-        lambda: table_figure(
-            run / "metrics.csv",
-            out,
-            "cosmology_results",
-            index="method",
-            columns="target",
-            values="value",
-            sd="sd",
-        ),
+        [run / "metrics.csv", run / "selection.json"],
+        lambda: _results_figure(run, out),
     )
     hist = run / "peak_histograms.csv"
     report.build(

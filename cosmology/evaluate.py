@@ -779,21 +779,23 @@ def metrics_markdown(metrics: pd.DataFrame, header: str = "") -> str:
 def context(run: RunDir, cfg: RunConfig, splits: Splits | None = None) -> Context:
     """Load what the evaluation of ``run`` reads: maps, teacher, distilled grid."""
     splits = splits or load_splits(run.data_path, cfg)
-    run.require("teacher", "awd cosmology train-teacher")
-    run.require("distill", "awd cosmology distill")
     teacher = load_teacher(teacher_path(run), n_pix=splits.n_pix)
     grid = read_grid(run.root / "distill")["points"]
     transforms = {p["point"]: load_transform(p["wavelet"]) for p in grid}
     return Context(cfg, splits, teacher, grid, transforms)
 
 
-def run_evaluate(run: RunDir, cfg: RunConfig, splits: Splits | None = None) -> pd.DataFrame:
+def run_evaluate(
+    run: RunDir, cfg: RunConfig, splits: Splits | None = None, force: bool = False
+) -> pd.DataFrame:
     """Select on validation, refit, score on test, time, interpret, write (all steps).
 
     Writes ``students/<method>/`` (every student and baseline, loadable with
     :func:`cosmology.predict.load_student`) and ``evaluate/``: ``metrics.csv``
     (:data:`shared.evaluation.METRICS_COLUMNS`), ``comparisons.csv``, ``metrics.md``,
     ``selection.json``, ``validation.json``, ``predictions.npz``, ``interpretation.*``.
+    An evaluation made with other settings or inputs (a new grid, another teacher) is
+    replaced only with ``force``.
 
     Raises
     ------
@@ -801,23 +803,38 @@ def run_evaluate(run: RunDir, cfg: RunConfig, splits: Splits | None = None) -> p
         Missing teacher or wavelets, a teacher that does not fit the maps, or non-finite
         predictions of a selected method.
     """
-    from cosmology.pipeline import save_config
-
-    ctx = context(run, cfg, splits)
-    choices, val_table = select_on_validation(ctx)
-    scored = refit_and_score(ctx, choices)
-    timing = time_methods(ctx, scored)
-    interp = interpret(ctx, choices)
-    metrics = write_evaluation(run, ctx, scored, val_table, timing, interp)
-    run.write_step(
-        "evaluate",
-        {"student": asdict(cfg.student), "evaluate": asdict(cfg.evaluate)},
-        {
-            "data": run.data_fingerprint,
-            "teacher": fingerprint(teacher_path(run).with_suffix(".safetensors")),
-            "grid": fingerprint(run.root / "distill" / "grid.json"),
-        },
-    )
-    save_config(run, cfg)
+    run.require("teacher", "awd cosmology train-teacher")
+    run.require("distill", "awd cosmology distill")
+    inputs = {
+        "data": run.check_data(),
+        "teacher": fingerprint(teacher_path(run).with_suffix(".safetensors")),
+        "grid": fingerprint(run.root / "distill" / "grid.json"),
+    }
+    settings = {"student": asdict(cfg.student), "evaluate": asdict(cfg.evaluate)}
+    with run.step("evaluate", settings, inputs, force=force, config=cfg) as step:
+        ctx = context(run, cfg, splits)
+        choices, val_table = select_on_validation(ctx)
+        scored = refit_and_score(ctx, choices)
+        timing = time_methods(ctx, scored)
+        interp = interpret(ctx, choices)
+        metrics = write_evaluation(run, ctx, scored, val_table, timing, interp)
+        step.outputs["metrics"] = fingerprint(run.root / "evaluate" / "metrics.csv")
     logger.info("evaluation written to %s", run.root / "evaluate")
     return metrics
+
+
+def evaluation_inputs(run: RunDir) -> dict[str, str]:
+    """What an evaluation is made from, as it is now (for the report's staleness check)."""
+    return {
+        "teacher": fingerprint(teacher_path(run).with_suffix(".safetensors")),
+        "grid": fingerprint(run.root / "distill" / "grid.json"),
+    }
+
+
+def require_fresh_evaluation(run_dir) -> RunDir:
+    """The run, if its evaluation is as new as its teacher and grid; else a clear error."""
+    from cosmology.config import DOMAIN
+
+    run = RunDir.open(run_dir, DOMAIN)
+    run.require_fresh("evaluate", "awd cosmology evaluate", evaluation_inputs(run))
+    return run

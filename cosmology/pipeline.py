@@ -18,6 +18,7 @@ anything runs, and writes them into ``config.yaml`` once it has run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -188,42 +189,55 @@ def teacher_path(run: RunDir | str | os.PathLike) -> Path:
 
 
 def run_train_teacher(
-    run: RunDir, cfg: RunConfig, *, resume: bool = False, splits: Splits | None = None
+    run: RunDir,
+    cfg: RunConfig,
+    *,
+    resume: bool = False,
+    splits: Splits | None = None,
+    force: bool = False,
 ) -> dict:
-    """Train the run's teacher; write ``teacher/model.*``, ``history.json``, ``step.json``."""
-    splits = splits or load_splits(run.data_path, cfg)
-    out = run.step_dir("teacher")
-    model, history = train_teacher(
-        splits.maps["train"],
-        torch.as_tensor(splits.targets["train"]),
-        splits.maps["val"],
-        torch.as_tensor(splits.targets["val"]),
-        cfg.teacher,
-        out,
-        resume=resume,
-    )
-    extra = {
-        "settings": asdict(cfg.teacher),
-        "side_angle_deg": splits.side_angle_deg,
-        "targets": list(cfg.data.targets),
-    }
-    path = save_teacher(model, teacher_path(run), splits.n_pix, extra)
-    summary = {
-        "arch": cfg.teacher.arch,
-        "parameters": n_parameters(model),
-        "epochs_run": len(history),
-        "best_val_loss": min(h["val_loss"] for h in history) if history else None,
-        "n_train": int(splits.maps["train"].shape[0]),
-        "n_val": int(splits.maps["val"].shape[0]),
-    }
-    write_json(out / "history.json", {"summary": summary, "history": history})
-    run.write_step(
-        "teacher",
-        {"data": asdict(cfg.data), "teacher": asdict(cfg.teacher)},
-        {"data": run.data_fingerprint},
-        outputs={"model": fingerprint(path)},
-    )
-    save_config(run, cfg)
+    """Train the run's teacher; write ``teacher/model.*``, ``history.json``, ``step.json``.
+
+    A teacher already trained with the same settings on the same data is kept (said in
+    the log). Other settings with results made from the old teacher (distillation,
+    evaluation) are refused unless ``force``, which removes those results.
+    """
+    settings = {"data": asdict(cfg.data), "teacher": asdict(cfg.teacher)}
+    inputs = {"data": run.check_data()}
+    path = teacher_path(run).with_suffix(".safetensors")
+    with run.step("teacher", settings, inputs, force=force, config=cfg) as step:
+        history_path = run.root / "teacher" / "history.json"
+        if step.status == "same" and path.is_file() and history_path.is_file():
+            logger.info("teacher: trained already with these settings; kept (--force to retrain)")
+            step.outputs["model"] = fingerprint(path)
+            return json.loads(history_path.read_text())["summary"]
+        splits = splits or load_splits(run.data_path, cfg)
+        out = run.step_dir("teacher")
+        model, history = train_teacher(
+            splits.maps["train"],
+            torch.as_tensor(splits.targets["train"]),
+            splits.maps["val"],
+            torch.as_tensor(splits.targets["val"]),
+            cfg.teacher,
+            out,
+            resume=resume,
+        )
+        extra = {
+            "settings": asdict(cfg.teacher),
+            "side_angle_deg": splits.side_angle_deg,
+            "targets": list(cfg.data.targets),
+        }
+        path = save_teacher(model, teacher_path(run), splits.n_pix, extra)
+        summary = {
+            "arch": cfg.teacher.arch,
+            "parameters": n_parameters(model),
+            "epochs_run": len(history),
+            "best_val_loss": min(h["val_loss"] for h in history),
+            "n_train": int(splits.maps["train"].shape[0]),
+            "n_val": int(splits.maps["val"].shape[0]),
+        }
+        write_json(out / "history.json", {"summary": summary, "history": history})
+        step.outputs["model"] = fingerprint(path)
     return summary
 
 
@@ -375,6 +389,15 @@ class DistillTask:
         self.x_train, self.x_val = distill_inputs(splits, cfg.distill)
         self.teacher = load_teacher(teacher_path(run), n_pix=splits.n_pix)
         self.progress = progress
+        # What every point is made from (compared before a finished point is reused).
+        point_settings = {
+            k: v for k, v in asdict(cfg.distill).items() if k not in ("lambdas", "gammas")
+        }
+        self.provenance = {
+            "distill": point_settings,
+            "teacher": fingerprint(teacher_path(run).with_suffix(".safetensors")),
+            "data": run.data_fingerprint,
+        }
 
     def run_point(
         self, weights: PenaltyWeights, warm_start: Path | None, out: Path
@@ -408,15 +431,17 @@ def run_distill(
     engine: Engine | None = None,
     overrides: Sequence[str] = (),
     progress: bool | None = None,
+    force: bool = False,
 ) -> list[dict]:
-    """Distil the lambda x gamma grid from the run's teacher, through :func:`shared.sweep.run_grid`.
+    """Distil the lambda x gamma grid from the run's teacher (``run_distill_step``).
 
     Each point starts, with ``warm_start``, from the previous point of its lambda (smaller
-    gamma), as the reference's continuation path. Finished points are skipped. With
+    gamma), as the reference's continuation path. Finished points made with the same
+    settings are kept; points made with others are refused unless ``force``. With
     ``engine.workers > 1`` chains run in parallel processes, each rebuilding the task from
     the run directory and ``overrides``.
     """
-    records = run_distill_step(
+    return run_distill_step(
         run,
         cfg.distill,
         lambda: DistillTask(run, cfg, splits, progress),
@@ -425,6 +450,6 @@ def run_distill(
         engine=engine,
         overrides=overrides,
         meta={"target": cfg.distill.target},
+        force=force,
+        config=cfg,
     )
-    save_config(run, cfg)
-    return records

@@ -14,6 +14,7 @@ import typer
 
 from shared.commands import (
     CONFIG_OPTION,
+    FORCE_OPTION,
     RUN_OPTION,
     SET_OPTION,
     Domain,
@@ -65,6 +66,88 @@ def simulate(
     typer.echo(f"{n_cells} cell(s), {len(truth)} pits, {len(tracks)} ideal tracks -> {out}")
 
 
+# The detection defaults of TrackingConfig hold for this pixel size (the simulator's).
+_DEFAULT_PIXEL_NM = 80.0
+# What the tracker assumes without a frame interval (molecular_partner.tracking).
+_DEFAULT_FRAME_S = 1.0
+
+
+def _movie_metadata(path: Path) -> dict[str, float]:
+    """Frame interval (s) and pixel size (nm) from a TIFF's ImageJ tags; pixels not read."""
+    import tifffile
+
+    info: dict[str, float] = {}
+    try:
+        with tifffile.TiffFile(path) as tf:
+            meta = tf.imagej_metadata or {}
+            tag = tf.pages[0].tags.get("XResolution")
+    except Exception:  # an unreadable file is reported by the tracker, with its reason
+        return info
+    if meta.get("finterval"):
+        info["frame_interval_s"] = float(meta["finterval"])
+    if tag is not None and meta.get("unit") in ("um", "micron", "\\u00B5m", "µm"):
+        num, den = tag.value
+        if num and den:
+            info["pixel_size_nm"] = 1000.0 * den / num
+    return info
+
+
+def _tracking_config(
+    path: Path, given: dict, frame_interval: float | None, pixel_size: float | None
+):
+    """The settings for one movie, and the lines that say where each came from."""
+    from dataclasses import replace
+
+    from molecular_partner.tracking import TrackingConfig
+
+    meta = _movie_metadata(path)
+    notes = []
+    if frame_interval is not None:
+        dt, dt_from = frame_interval, "given"
+    elif "frame_interval_s" in meta:
+        dt, dt_from = meta["frame_interval_s"], "metadata"
+    else:
+        dt, dt_from = _DEFAULT_FRAME_S, "assumed"
+        notes.append(
+            f"warning: {path}: no frame interval in the movie's metadata; assuming "
+            f"{dt:g} s per frame (lifetimes and the 15 s threshold depend on it; pass "
+            "--frame-interval SECONDS)"
+        )
+    px = pixel_size if pixel_size is not None else meta.get("pixel_size_nm")
+    base = TrackingConfig()
+    # PSF widths and displacements are fixed in nanometres: rescale the pixel defaults.
+    factor = _DEFAULT_PIXEL_NM / px if px else 1.0
+    cfg = replace(
+        base,
+        psf_sigma_px=(
+            given["psf_sigma"] if given["psf_sigma"] is not None else base.psf_sigma_px[0] * factor,
+            given["psf_sigma_aux"]
+            if given["psf_sigma_aux"] is not None
+            else base.psf_sigma_px[1] * factor,
+        ),
+        threshold=given["threshold"],
+        alpha=given["alpha"],
+        link_radius_px=given["link_radius"]
+        if given["link_radius"] is not None
+        else base.link_radius_px * factor,
+        gap_radius_px=given["gap_radius"]
+        if given["gap_radius"] is not None
+        else base.gap_radius_px * factor,
+        max_gap=given["max_gap"],
+        merge_split=given["merge_split"],
+        frame_interval_s=dt,
+    )
+    where = "given" if pixel_size is not None else ("metadata" if px else "assumed")
+    notes.append(
+        f"{path.name}: {dt:g} s per frame ({dt_from}), pixel {px or _DEFAULT_PIXEL_NM:g} nm "
+        f"({where}); "
+        f"PSF σ {cfg.psf_sigma_px[0]:.2f} / {cfg.psf_sigma_px[1]:.2f} px, threshold "
+        f"{cfg.threshold:g}, link radius {cfg.link_radius_px:.2f} px, gaps up to "
+        f"{cfg.max_gap} frames"
+    )
+    return cfg, notes
+
+
 @app.command()
 def track(
     movies: list[Path] = typer.Argument(..., help="Two-channel TIFF movies (TCYX or CTYX)."),
@@ -72,17 +155,71 @@ def track(
     aux: Path | None = typer.Option(
         None, help="Auxilin TYX movie when channels are separate files (one movie only)."
     ),
+    frame_interval: float | None = typer.Option(
+        None,
+        min=0.0,
+        help="Seconds between frames; overrides the movie's metadata (ImageJ 'finterval'). "
+        "Without either, 1 s is assumed, with a warning.",
+    ),
+    pixel_size: float | None = typer.Option(
+        None,
+        min=0.0,
+        help="Pixel size in nm; overrides the movie's metadata. The PSF and linking "
+        "defaults are for 80 nm pixels and are rescaled to this size unless given.",
+    ),
+    psf_sigma: float | None = typer.Option(
+        None, min=0.0, help="PSF SD of the clathrin channel, in pixels."
+    ),
+    psf_sigma_aux: float | None = typer.Option(
+        None, min=0.0, help="PSF SD of the auxilin channel, in pixels."
+    ),
+    threshold: float = typer.Option(
+        5.0, min=0.0, help="Detection threshold on the LoG response, in robust noise units."
+    ),
+    alpha: float = typer.Option(
+        0.05, min=0.0, max=1.0, help="Level of the amplitude test (cmeAnalysis: 0.05)."
+    ),
+    link_radius: float | None = typer.Option(
+        None, min=0.0, help="Largest frame-to-frame displacement, in pixels."
+    ),
+    gap_radius: float | None = typer.Option(
+        None, min=0.0, help="Largest displacement across a gap, in pixels."
+    ),
+    max_gap: int = typer.Option(2, min=0, help="Gap closing reach in frames (cmeAnalysis: 2)."),
+    merge_split: bool = typer.Option(
+        True, help="Allow merging and splitting (compound tracks, catIdx 5-8)."
+    ),
 ) -> None:
-    """Detect and track clathrin pits, read auxilin at their positions."""
+    """Detect and track clathrin pits, read auxilin at their positions.
+
+    The frame interval and pixel size come from the movie's ImageJ metadata unless given;
+    every movie's settings are printed.
+    """
     from molecular_partner.tables import write_tracks_table
     from molecular_partner.tracking import track_movie
 
     if aux is not None and len(movies) != 1:
         fail("--aux goes with exactly one clathrin movie")
+    for name, value in (("--frame-interval", frame_interval), ("--pixel-size", pixel_size)):
+        if value is not None and value <= 0:
+            fail(f"{name} must be positive, got {value:g}")
+    given = {
+        "psf_sigma": psf_sigma,
+        "psf_sigma_aux": psf_sigma_aux,
+        "threshold": threshold,
+        "alpha": alpha,
+        "link_radius": link_radius,
+        "gap_radius": gap_radius,
+        "max_gap": max_gap,
+        "merge_split": merge_split,
+    }
     tables, failed = [], []
     for m in movies:
+        cfg, notes = _tracking_config(m, given, frame_interval, pixel_size)
+        for note in notes:
+            typer.echo(note, err=note.startswith("warning:"))
         try:
-            tables.append(track_movie(m, aux))
+            tables.append(track_movie(m, aux, config=cfg))
         except (ValueError, FileNotFoundError) as err:
             if len(movies) == 1:
                 fail(str(err))
@@ -165,14 +302,18 @@ def train_teacher_cmd(
     ),
     config: Path | None = CONFIG_OPTION,
     overrides: list[str] | None = SET_OPTION,
+    force: bool = FORCE_OPTION,
 ) -> None:
-    """Start a run on a data set and train its LSTM teachers (one per outcome)."""
+    """Start a run on a data set and train its LSTM teachers (one per outcome).
+
+    Teachers already trained with the same settings are kept.
+    """
     from molecular_partner.pipeline import check_step_overrides, run_train_teacher, start_run
 
     with user_errors():
         check_step_overrides(overrides or [], "teacher")
         run_dir, cfg = start_run(run, data, config, overrides or [])
-        summary = run_train_teacher(run_dir, cfg)
+        summary = run_train_teacher(run_dir, cfg, force=force)
     parts = []
     for outcome in cfg.teacher.outcomes:
         part = summary[outcome]
@@ -188,10 +329,12 @@ def distill_cmd(
     run: Path = RUN_OPTION,
     overrides: list[str] | None = SET_OPTION,
     workers: int = typer.Option(1, min=1, help="Parallel chains (processes)."),
+    force: bool = FORCE_OPTION,
 ) -> None:
     """Distil wavelets through the regression teacher over the lambda x gamma grid.
 
-    Finished points are kept: rerunning the command resumes an interrupted grid.
+    Finished points made with the same settings are kept: rerunning the command resumes an
+    interrupted grid; points made with other settings are refused unless --force.
     """
     from molecular_partner.pipeline import open_run, run_distill
     from shared.sweep import Engine
@@ -199,22 +342,33 @@ def distill_cmd(
     with user_errors():
         run_dir, cfg = open_run(run, overrides or [], "distill")
         records = run_distill(
-            run_dir, cfg, engine=Engine(workers=workers), overrides=overrides or []
+            run_dir, cfg, engine=Engine(workers=workers), overrides=overrides or [], force=force
         )
     typer.echo(f"{len(records)} wavelets distilled -> {run / 'distill'}")
 
 
 @app.command("evaluate")
-def evaluate_cmd(run: Path = RUN_OPTION, overrides: list[str] | None = SET_OPTION) -> None:
+def evaluate_cmd(
+    run: Path = RUN_OPTION,
+    overrides: list[str] | None = SET_OPTION,
+    force: bool = FORCE_OPTION,
+) -> None:
     """Select students by grouped CV on training cells; score them on the test cells."""
     from molecular_partner.evaluate import run_evaluate
     from molecular_partner.pipeline import open_run
+    from molecular_partner.report import headline
 
     with user_errors():
         run_dir, cfg = open_run(run, overrides or [], "evaluate")
-        metrics = run_evaluate(run_dir, cfg)
+        metrics = run_evaluate(run_dir, cfg, force=force)
+        head = headline(run_dir.root)
     typer.echo(f"{metrics.method.nunique()} methods scored -> {run / 'evaluate' / 'metrics.csv'}")
     typer.echo(f"students saved -> {run / 'students'}")
+    typer.echo("")
+    typer.echo(head.terminal())
+    for warning in head.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"next: awd molecular-partner report --run {run}")
 
 
 @app.command("report")
@@ -223,9 +377,11 @@ def report_cmd(
     out: Path | None = typer.Option(None, help="Output folder (default: RUN/report)."),
 ) -> None:
     """Write the HTML report, its PNGs and the Markdown results table."""
+    from molecular_partner.evaluate import require_fresh_evaluation
     from molecular_partner.report import write_report
 
     with user_errors():
+        require_fresh_evaluation(run)
         path = write_report(run, out)
     typer.echo(f"report -> {path}")
 
@@ -361,31 +517,18 @@ def run_demo(out: Path, quick: bool = False) -> dict:
 def _results_figure(run: Path, out: Path) -> list[Path]:
     import json
 
-    import pandas as pd
+    from molecular_partner.evaluate import read_metrics
+    from molecular_partner.report import results_rows
+    from shared.figures import estimates_figure
 
-    from molecular_partner.evaluate import results_table
-    from shared.figures import cells_figure
-
-    table = results_table(
-        pd.read_csv(run / "metrics.csv"), json.loads((run / "methods.json").read_text())
+    rows = results_rows(read_metrics(run), json.loads((run / "methods.json").read_text()))
+    panels = [
+        ("r2", "r2_sd", "test R², auxilin signal (±1 SD)"),
+        ("auc", "auc_sd", "test AUC, recruited or not (±1 SD)"),
+    ]
+    return estimates_figure(
+        rows, out, "molecular_partner_results", [p for p in panels if rows[p[0]].notna().any()]
     )
-
-    def fmt(v, sd=None, spec=".3f"):
-        if pd.isna(v):
-            return "–"
-        return f"{v:{spec}}" + (f" ({sd:.3f})" if sd is not None and pd.notna(sd) else "")
-
-    cells = pd.DataFrame(
-        {
-            "R² (SD)": [fmt(r.r2, r.r2_sd) for r in table.itertuples()],
-            "AUC (SD)": [fmt(r.auc, r.auc_sd) for r in table.itertuples()],
-            "compression rate": [fmt(r.compression_rate) for r in table.itertuples()],
-            "parameters": [fmt(r.n_parameters, spec=".0f") for r in table.itertuples()],
-            "s / trace": [fmt(r.seconds_per_item, spec=".2g") for r in table.itertuples()],
-        },
-        index=table["method"],
-    )
-    return cells_figure(cells, table, out, "molecular_partner_results", "test cells")
 
 
 def _grid_heatmap(selection: Path, out: Path) -> list[Path]:
@@ -397,20 +540,30 @@ def _grid_heatmap(selection: Path, out: Path) -> list[Path]:
     grid = table[(table["outcome"] == "regression") & table["lambda"].notna()]
     grid = grid[~grid["wavelet"].str.contains("xgboost")]
     return heatmap_figure(
-        grid, out, "molecular_partner", value="cv_score", label="grouped-CV R² (training cells)"
+        grid,
+        out,
+        "molecular_partner",
+        value="cv_score",
+        label="grouped-CV R²\n(training cells)",
+        title="molecular partner: OLS student over λ × γ",
     )
 
 
 def make_figures(results: Path, out: Path, report) -> None:
-    """``awd figures`` hook: the committed simulated run's wavelets and results table."""
+    """``awd figures`` hook: the committed simulated run's wavelets, results and grid."""
     from shared.figures import wavelet_figure
 
     run = results / "molecular_partner" / "simulated"
-    wavelets = {"AWD": run / "wavelets" / "awd", "AWD, γ=0": run / "wavelets" / "awd_gamma0"}
+    wavelets = {"AWD": run / "wavelets" / "awd", "AWD, γ = 0": run / "wavelets" / "awd_gamma0"}
     report.build(
         "molecular-partner learned wavelets",
         [p.with_suffix(".safetensors") for p in wavelets.values()],
-        lambda: wavelet_figure(wavelets, out, "molecular_partner_wavelets"),
+        lambda: wavelet_figure(
+            wavelets,
+            out,
+            "molecular_partner_wavelets",
+            xlabel="support (samples of the 40-point trace)",
+        ),
     )
     report.build(
         "molecular-partner results table",

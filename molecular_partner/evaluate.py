@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from molecular_partner.config import OUTCOMES, EvaluateSettings, RunConfig
-from molecular_partner.pipeline import TRACE, RunData, read_run_data, save_config, teacher_path
+from molecular_partner.pipeline import TRACE, RunData, read_run_data, teacher_path
 from molecular_partner.student import (
     HAND_FEATURES,
     ConstantPredictor,
@@ -165,8 +165,6 @@ def _outcomes(table: pd.DataFrame, source: str, wanted) -> list[str]:
 def context(run: RunDir, cfg: RunConfig, data: RunData | None = None) -> Context:
     """Load what the evaluation of ``run`` reads: data set, teachers, distilled grid."""
     data = data or read_run_data(run.data_path, cfg)
-    run.require("teacher", "awd molecular-partner train-teacher")
-    run.require("distill", "awd molecular-partner distill")
     source = str(run.data_path)
     kinds = _outcomes(data.table, source, cfg.teacher.outcomes)
     teachers = {k: load_teacher(teacher_path(run, k), length=cfg.teacher.length) for k in kinds}
@@ -683,8 +681,13 @@ def results_table(metrics: pd.DataFrame, methods: dict) -> pd.DataFrame:
 # --------------------------------------------------------------------------- the step
 
 
-def run_evaluate(run: RunDir, cfg: RunConfig, data: RunData | None = None) -> pd.DataFrame:
+def run_evaluate(
+    run: RunDir, cfg: RunConfig, data: RunData | None = None, force: bool = False
+) -> pd.DataFrame:
     """Select, refit and score, time, interpret and write (all steps), for every outcome.
+
+    An evaluation made with other settings or inputs (a new grid, other teachers) is
+    replaced only with ``force``.
 
     Raises
     ------
@@ -692,28 +695,44 @@ def run_evaluate(run: RunDir, cfg: RunConfig, data: RunData | None = None) -> pd
         Missing teacher or grid, traces of another length than the teacher's, a binary
         outcome with one class in the training cells.
     """
-    ctx = context(run, cfg, data)
-    results: dict[str, dict[str, Scored]] = {}
-    selection: list[dict] = []
-    selected: dict[str, dict[str, dict]] = {}
-    for kind in ctx.kinds:
-        _check_classes(ctx, kind)
-        choices, rows = select_on_validation(ctx, kind)
-        selection += rows
-        selected[kind] = choices
-        scored = refit_and_score(ctx, kind, choices)
-        time_methods(ctx, kind, scored)
-        results[kind] = scored
-    metrics = write_evaluation(run, ctx, results, selection, selected)
-    teachers = {k: fingerprint(teacher_path(run, k).with_suffix(".safetensors")) for k in ctx.kinds}
-    run.write_step(
-        "evaluate",
-        {"evaluate": asdict(cfg.evaluate)},
-        {
-            "data": run.data_fingerprint,
-            **{f"teacher_{k}": v for k, v in teachers.items()},
-            "grid": fingerprint(run.root / "distill" / "grid.json"),
-        },
-    )
-    save_config(run, cfg)
+    run.require("teacher", "awd molecular-partner train-teacher")
+    run.require("distill", "awd molecular-partner distill")
+    inputs = {"data": run.check_data(), **evaluation_inputs(run, cfg)}
+    with run.step(
+        "evaluate", {"evaluate": asdict(cfg.evaluate)}, inputs, force=force, config=cfg
+    ) as step:
+        ctx = context(run, cfg, data)
+        results: dict[str, dict[str, Scored]] = {}
+        selection: list[dict] = []
+        selected: dict[str, dict[str, dict]] = {}
+        for kind in ctx.kinds:
+            _check_classes(ctx, kind)
+            choices, rows = select_on_validation(ctx, kind)
+            selection += rows
+            selected[kind] = choices
+            scored = refit_and_score(ctx, kind, choices)
+            time_methods(ctx, kind, scored)
+            results[kind] = scored
+        metrics = write_evaluation(run, ctx, results, selection, selected)
+        step.outputs["metrics"] = fingerprint(run.root / "evaluate" / "metrics.csv")
     return metrics
+
+
+def evaluation_inputs(run: RunDir, cfg: RunConfig) -> dict[str, str]:
+    """What an evaluation is made from, as it is now (for the report's staleness check)."""
+    teachers = {
+        f"teacher_{k}": fingerprint(teacher_path(run, k).with_suffix(".safetensors"))
+        for k in cfg.teacher.outcomes
+        if teacher_path(run, k).with_suffix(".safetensors").is_file()
+    }
+    return {**teachers, "grid": fingerprint(run.root / "distill" / "grid.json")}
+
+
+def require_fresh_evaluation(run_dir) -> RunDir:
+    """The run, if its evaluation is as new as its teachers and grid; else a clear error."""
+    from molecular_partner.config import DOMAIN, load_config
+
+    run = RunDir.open(run_dir, DOMAIN)
+    cfg = load_config(run.config_path)
+    run.require_fresh("evaluate", "awd molecular-partner evaluate", evaluation_inputs(run, cfg))
+    return run

@@ -19,6 +19,7 @@ cell). Each step takes ``--set`` overrides for its own section only and writes t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -187,45 +188,56 @@ def _fit_summary(model: LSTMTeacher, x: np.ndarray, y: np.ndarray, is_val: np.nd
     return summary
 
 
-def run_train_teacher(run: RunDir, cfg: RunConfig, data: RunData | None = None) -> dict:
-    """Train one LSTM teacher per outcome of ``teacher.outcomes`` (early stopping on
-    held-out training cells); write ``teacher/``."""
-    data = data or read_run_data(run.data_path, cfg)
+def _train_outcome(run: RunDir, cfg: RunConfig, data: RunData, outcome: str) -> tuple:
     out = run.step_dir("teacher")
-    x = data.traces("train")
-    is_val = data.is_val
-    summary: dict[str, Any] = {"val_cells": data.val_cells}
-    outputs = {}
-    for outcome in cfg.teacher.outcomes:
-        column = OUTCOMES[outcome]
-        if column not in data.train.columns:
-            raise ValueError(f"{run.data_path}: outcome column {column!r} is missing")
-        y = data.train[column].to_numpy(dtype=np.float32)
-        loss = "mse" if outcome == "regression" else "bce"
-        model, history = train_teacher(
-            x[~is_val],
-            y[~is_val],
-            cfg.teacher,
-            loss=loss,
-            x_val=x[is_val],
-            y_val=y[is_val],
-            checkpoint_dir=out / f"checkpoint_{outcome}",
-        )
-        path = save_teacher(
-            model, teacher_path(run, outcome), history=history, settings=cfg.teacher
-        )
-        shutil.rmtree(out / f"checkpoint_{outcome}", ignore_errors=True)
-        summary[outcome] = {"epochs_run": len(history), **_fit_summary(model, x, y, is_val)}
-        outputs[outcome] = fingerprint(path)
-        write_json(out / f"history_{outcome}.json", history)
-    write_json(out / "metrics.json", summary)
-    run.write_step(
-        "teacher",
-        {"teacher": asdict(cfg.teacher)},
-        {"data": run.data_fingerprint},
-        outputs=outputs,
+    column = OUTCOMES[outcome]
+    if column not in data.train.columns:
+        raise ValueError(f"{run.data_path}: outcome column {column!r} is missing")
+    x, is_val = data.traces("train"), data.is_val
+    y = data.train[column].to_numpy(dtype=np.float32)
+    model, history = train_teacher(
+        x[~is_val],
+        y[~is_val],
+        cfg.teacher,
+        loss="mse" if outcome == "regression" else "bce",
+        x_val=x[is_val],
+        y_val=y[is_val],
+        checkpoint_dir=out / f"checkpoint_{outcome}",
     )
-    save_config(run, cfg)
+    path = save_teacher(model, teacher_path(run, outcome), history=history, settings=cfg.teacher)
+    shutil.rmtree(out / f"checkpoint_{outcome}", ignore_errors=True)
+    write_json(out / f"history_{outcome}.json", history)
+    return path, {"epochs_run": len(history), **_fit_summary(model, x, y, is_val)}
+
+
+def run_train_teacher(
+    run: RunDir, cfg: RunConfig, data: RunData | None = None, force: bool = False
+) -> dict:
+    """Train one LSTM teacher per outcome of ``teacher.outcomes`` (early stopping on
+    held-out training cells); write ``teacher/``.
+
+    Teachers already trained with the same settings on the same data are kept (said in
+    the log). Other settings with results made from the old teachers are refused unless
+    ``force``, which removes those results.
+    """
+    inputs = {"data": run.check_data()}
+    with run.step(
+        "teacher", {"teacher": asdict(cfg.teacher)}, inputs, force=force, config=cfg
+    ) as step:
+        metrics_path = run.root / "teacher" / "metrics.json"
+        paths = [teacher_path(run, o).with_suffix(".safetensors") for o in cfg.teacher.outcomes]
+        if step.status == "same" and metrics_path.is_file() and all(p.is_file() for p in paths):
+            logger.info("teachers: trained already with these settings; kept (--force to retrain)")
+            step.outputs.update(
+                {o: fingerprint(p) for o, p in zip(cfg.teacher.outcomes, paths, strict=True)}
+            )
+            return json.loads(metrics_path.read_text())
+        data = data or read_run_data(run.data_path, cfg)
+        summary: dict[str, Any] = {"val_cells": data.val_cells}
+        for outcome in cfg.teacher.outcomes:
+            path, summary[outcome] = _train_outcome(run, cfg, data, outcome)
+            step.outputs[outcome] = fingerprint(path)
+        write_json(metrics_path, summary)
     return summary
 
 
@@ -372,6 +384,15 @@ class DistillTask:
         self.teacher = load_teacher(teacher_path(run), length=cfg.teacher.length)
         self.settings = cfg.distill
         self.progress = progress
+        # What every point is made from (compared before a finished point is reused).
+        point_settings = {
+            k: v for k, v in asdict(cfg.distill).items() if k not in ("lambdas", "gammas")
+        }
+        self.provenance = {
+            "distill": point_settings,
+            "teacher": fingerprint(teacher_path(run).with_suffix(".safetensors")),
+            "data": run.data_fingerprint,
+        }
         with torch.no_grad():
             self.teacher(self.x[:1])  # a trace length the teacher refuses fails here
 
@@ -412,13 +433,17 @@ def run_distill(
     engine: Engine | None = None,
     overrides: Sequence[str] = (),
     progress: bool | None = None,
+    force: bool = False,
 ) -> list[dict]:
     """Distil the lambda x gamma grid through the regression teacher (resumable).
+
+    Finished points made with the same settings are kept; points made with others are
+    refused unless ``force`` (see :func:`shared.sweep.run_distill_step`).
 
     Runs through :func:`shared.sweep.run_grid`; with ``engine.workers > 1`` chains run in
     parallel processes, each rebuilding the task from the run directory and ``overrides``.
     """
-    records = run_distill_step(
+    return run_distill_step(
         run,
         cfg.distill,
         lambda: DistillTask(run, cfg, data, progress),
@@ -427,6 +452,6 @@ def run_distill(
         engine=engine,
         overrides=overrides,
         meta={"target": "regression"},
+        force=force,
+        config=cfg,
     )
-    save_config(run, cfg)
-    return records

@@ -102,8 +102,14 @@ def sweep(
     workers: int | None = typer.Option(None, help="Parallel chains (local engine)."),
     address: str | None = typer.Option(None, help="HOST:PORT of a running Ray cluster."),
     set_: list[str] = typer.Option([], "--set", help="Override a field, e.g. base.seed=3"),
+    force: bool = typer.Option(
+        False, "--force", help="Redo a sweep folder made with other settings (it is cleared)."
+    ),
 ) -> None:
-    """Run a lambda x gamma sweep with warm starts; select on validation, report test once."""
+    """Run a lambda x gamma sweep with warm starts; select on validation, report test once.
+
+    Rerunning the same command resumes; a folder made with other settings is refused.
+    """
     from shared.config import load_config
     from shared.sweep import SweepConfig, TaskSpec, run_sweep
 
@@ -117,7 +123,7 @@ def sweep(
     with user_errors():
         cfg = load_config(SweepConfig, config, overrides)
         result = run_sweep(
-            cfg, TaskSpec(tasks[domain], dict(cfg.base)), out, expected_domain=domain
+            cfg, TaskSpec(tasks[domain], dict(cfg.base)), out, expected_domain=domain, force=force
         )
     sel = result["selected"]
     tests = {k: v for k, v in sel.items() if k.startswith("test_")}
@@ -199,9 +205,45 @@ def demo(
             typer.echo(f"  {name} report: {report}")
 
 
+def _domain_headlines(summary: dict) -> dict:
+    """Each domain's headline (``report/headline.json`` beside its report), when written."""
+    from shared.report import Headline
+
+    heads = {}
+    for name, part in summary.items():
+        report = part.get("report") if isinstance(part, dict) else None
+        path = Path(report).with_name("headline.json") if report else None
+        if path is not None and path.is_file():
+            heads[name] = Headline.load(path)
+    return heads
+
+
+def _simulation_verdict(sim: dict) -> str:
+    moved = "moved towards" if sim["distance_final"] < sim["distance_init"] else "moved away from"
+    return (
+        f"simulation experiment: from a perturbed db5, AWD {moved} "
+        f"the planted wavelet (distance {sim['distance_init']:.3f} → {sim['distance_final']:.3f}); "
+        f"the attribution share on the planted level went {sim['attribution_mass_init']:.2f} → "
+        f"{sim['attribution_mass_final']:.2f}."
+    )
+
+
 def _summary_markdown(summary: dict, summary_dir: Path) -> str:
-    lines = ["# awd demo", ""]
     sim = summary["simulation"]["metrics"]
+    heads = _domain_headlines(summary)
+    lines = ["# awd demo", ""]
+    lines += [f"- {_simulation_verdict(sim)}"] + [f"- {h.verdict}" for h in heads.values()]
+    lines += [
+        "",
+        "**These numbers are toy-sized**: tiny simulated data sets and a few minutes of "
+        "training on a CPU, to show that every step runs end to end. They say nothing about "
+        "how well AWD works; the README's Results (full-size runs, committed under `results/`) "
+        "do. Paths below are relative to this file's folder.",
+        "",
+    ]
+    warnings = [(name, w) for name, h in heads.items() for w in h.warnings]
+    if warnings:
+        lines += ["## Warnings", ""] + [f"- {name}: {w}" for name, w in warnings] + [""]
     lines += [
         "## Simulation experiment (planted db5 level)",
         "",
@@ -215,16 +257,32 @@ def _summary_markdown(summary: dict, summary_dir: Path) -> str:
         f"Teacher test R²: {sim['teacher_test_r2']:.3f}.",
         "",
     ]
+    runs = {}
     for name, part in summary.items():
         if name in ("simulation", "seconds") or not isinstance(part, dict):
             continue
         lines += [f"## {name}", ""]
-        table = part.get("table")
+        table = heads[name].markdown() if name in heads else part.get("table")
         if table:
             lines += [table, ""]
         if part.get("report"):
+            runs[name] = display_path(Path(part["report"]).parent.parent, summary_dir)
             lines += [f"Report: `{display_path(part['report'], summary_dir)}`", ""]
-    lines.append(f"Total time: {summary['seconds']['total']:.0f} s.")
+    lines += ["## What to run next", ""]
+    lines += ["- Open the reports above in a browser: each opens with its answer in words."]
+    for name, run in runs.items():
+        lines.append(
+            f"- {name}, on your own data: `awd {name} train-teacher --run RUN --data DATA "
+            "--config …`, then `distill`, `evaluate`, `report` and `predict` with the same "
+            f'`--run RUN` (README.md, "Your own data"); `awd {name} predict --run {run} …` '
+            "applies this demo's student (toy-sized)."
+        )
+    lines += [
+        "- Full-size runs: the scripts under `scripts/` (hours on a CPU); "
+        "`awd figures` redraws the paper's figures from `results/`.",
+        "",
+        f"Total time: {summary['seconds']['total']:.0f} s.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -235,7 +293,14 @@ def main() -> None:
     # Figures are written to files; the backend is chosen here, at the entry point.
     matplotlib.use("Agg")
     _register_domains()
-    app()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    # The console handler exists before the redirect (which keeps its format); the
+    # callback's basicConfig then finds it configured. Log lines go through tqdm.write,
+    # above the progress bars instead of through them.
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with logging_redirect_tqdm():
+        app()
 
 
 if __name__ == "__main__":

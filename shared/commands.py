@@ -36,6 +36,7 @@ import typer
 
 __all__ = [
     "CONFIG_OPTION",
+    "FORCE_OPTION",
     "RUN_OPTION",
     "SET_OPTION",
     "Domain",
@@ -53,6 +54,11 @@ RUN_OPTION = typer.Option(..., "--run", help="The run directory.")
 CONFIG_OPTION = typer.Option(None, "--config", help="A YAML file of settings.")
 SET_OPTION = typer.Option(
     None, "--set", help="Override a setting, e.g. --set teacher.epochs=5 (repeatable)."
+)
+FORCE_OPTION = typer.Option(
+    False,
+    "--force",
+    help="Redo this step although results made from its old settings exist (they are removed).",
 )
 
 

@@ -29,16 +29,17 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from sklearn.base import BaseEstimator, TransformerMixin
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from shared.attributions import trim_attributions
+from shared.attributions import Method, trim_attributions
 from shared.coeffs import coefficient_names, flat_features
 from shared.gradient_cache import (
     ATTRIBUTION_PATHS,
@@ -51,7 +52,7 @@ from shared.gradient_cache import (
 )
 from shared.losses import AWDLoss, PenaltyWeights, check_finite_terms
 from shared.runs import atomic_write, write_json
-from shared.transform import DWT1d, DWT2d
+from shared.transform import DWT1d, DWT2d, Mode
 from shared.wavelet import LearnableWavelet
 
 __all__ = ["AWDTransformer", "DistillConfig", "distill"]
@@ -81,12 +82,12 @@ class DistillConfig:
     epochs: int = 50
     batch_size: int = 100
     lr: float = 1e-3
-    optimizer: str = "adam"
-    attr_method: str = "saliency"
+    optimizer: Literal["adam", "sgd"] = "adam"
+    attr_method: Method = "saliency"
     patience: int | None = None
     normalize: bool = False
     seed: int = 0
-    attribution_path: str = "auto"
+    attribution_path: Literal["auto", "exact", "cached"] = "auto"
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -162,7 +163,7 @@ def _n_samples(data) -> int | None:
         return None
 
 
-def _transform_for(data, wavelet, levels: int, mode: str) -> DWT1d | DWT2d:
+def _transform_for(data, wavelet, levels: int, mode: Mode) -> DWT1d | DWT2d:
     sample = _as_tensor(data) if isinstance(data, (Tensor, np.ndarray)) else None
     ndim = sample.ndim if sample is not None else None
     if ndim == 3:
@@ -213,7 +214,7 @@ def _terms(
     x: Tensor,
     teacher,
     target,
-    method: str,
+    method: Method,
     train: bool,
     source: GradientSource | None = None,
     index: Tensor | None = None,
@@ -264,20 +265,40 @@ def _evaluate(
 
 # -- checkpoints -------------------------------------------------------------------------------
 def _save_checkpoint(directory: Path, state: dict[str, Any], tensors: dict[str, Tensor]) -> None:
+    # Two files, each renamed into place: both carry the epoch, so a kill between the two
+    # renames leaves parts that disagree, which the loader detects.
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    atomic_write(directory / f"{_CHECKPOINT}.safetensors", lambda p: save_file(tensors, str(p)))
+    meta = {"epoch": str(state["epoch"])}
+    atomic_write(
+        directory / f"{_CHECKPOINT}.safetensors",
+        lambda p: save_file(tensors, str(p), metadata=meta),
+    )
     write_json(directory / f"{_CHECKPOINT}.json", state)
 
 
 def _load_checkpoint(directory: Path) -> tuple[dict[str, Any], dict[str, Tensor]] | None:
+    """The checkpoint in ``directory``; ``None`` if there is none or its parts disagree."""
     meta = directory / f"{_CHECKPOINT}.json"
     blob = directory / f"{_CHECKPOINT}.safetensors"
     if not meta.exists() or not blob.exists():
         return None
     try:
-        return json.loads(meta.read_text()), load_file(str(blob))
+        state = json.loads(meta.read_text())
+        with safe_open(str(blob), framework="pt") as handle:
+            blob_epoch = (handle.metadata() or {}).get("epoch")
+        tensors = load_file(str(blob))
     except Exception as err:  # any corruption is reported the same way
         raise ValueError(f"{directory}: the checkpoint cannot be read ({err})") from None
+    if blob_epoch != str(state.get("epoch")):
+        logger.warning(
+            "%s: the checkpoint's parts come from epochs %s and %s (a write was cut off); "
+            "starting this point again",
+            directory,
+            blob_epoch,
+            state.get("epoch"),
+        )
+        return None
+    return state, tensors
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict]:
@@ -394,7 +415,7 @@ def distill(
     transform: DWT1d | DWT2d | None = None,
     wavelet: str | Sequence[float] | LearnableWavelet = "db5",
     levels: int = 4,
-    mode: str = "zero",
+    mode: Mode = "zero",
     teacher: nn.Module | None = None,
     weights: PenaltyWeights | None = None,
     target=0,
@@ -491,39 +512,19 @@ def distill(
     else:
         optimizer = torch.optim.SGD(params, lr=config.lr)
     fingerprint = _fingerprint(config, weights, transform, target)
-
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    best = {"value": math.inf, "epoch": -1, "h0": transform.wavelet.h0.detach().clone()}
-    bad_epochs = 0
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    state = _TrainingState.start(transform)
     if ckpt_dir is not None and resume:
-        loaded = _load_checkpoint(ckpt_dir)
-        if loaded is not None:
-            state, tensors = loaded
-            if state["fingerprint"] != json.loads(json.dumps(fingerprint)):
-                raise ValueError(
-                    f"{ckpt_dir}: the checkpoint was made with other settings "
-                    f"({state['fingerprint']}), not {fingerprint}"
-                )
-            with torch.no_grad():
-                transform.wavelet.h0.copy_(tensors["h0"].to(device))
-            _restore_optimizer(optimizer, tensors, state["optimizer"])
-            history = state["history"]
-            start_epoch = state["epoch"] + 1
-            best = {"value": state["best_value"], "epoch": state["best_epoch"]}
-            best["h0"] = tensors["best_h0"].to(device)
-            bad_epochs = state["bad_epochs"]
-            logger.info("resuming from %s at epoch %d", ckpt_dir, start_epoch)
-
+        state.resume(ckpt_dir, fingerprint, transform, optimizer, device)
     bar = tqdm(
-        range(start_epoch, config.epochs),
+        range(state.start_epoch, config.epochs),
         desc="distill",
         disable=None if progress is None else not progress,
-        initial=start_epoch,
+        leave=False,
+        initial=state.start_epoch,
         total=config.epochs,
     )
-    already_stopped = config.patience is not None and bad_epochs >= config.patience
+    already_stopped = config.patience is not None and state.bad_epochs >= config.patience
     with _FrozenTeacher(teacher):
         attrs = _attribution_setup(
             config,
@@ -539,33 +540,11 @@ def distill(
         )
         for epoch in [] if already_stopped else bar:
             tic = time.perf_counter()
-            sums: dict[str, float] = {}
-            seen = 0
-            batches = _indexed_batches(data, config.batch_size, config.seed, epoch, True)
-            for i, (index, xb) in enumerate(batches):
-                xb = _to_float(xb, device)
-                optimizer.zero_grad(set_to_none=True)
-                total, terms = _terms(
-                    transform,
-                    loss,
-                    xb,
-                    teacher,
-                    target,
-                    config.attr_method,
-                    True,
-                    attrs.source,
-                    index,
-                )
-                check_finite_terms({**terms, "total": total}, f"at epoch {epoch}, batch {i}")
-                total.backward()
-                optimizer.step()
-                seen += xb.shape[0]
-                for k, v in {"total": total, **terms}.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach()) * xb.shape[0]
-            if seen == 0:
-                raise ValueError("the training data are empty")
+            sums, seen = _train_epoch(
+                transform, loss, optimizer, data, teacher, target, config, attrs, epoch, device
+            )
             record: dict[str, Any] = {"epoch": epoch}
-            record.update(attrs.record(first=epoch == start_epoch))
+            record.update(attrs.record(first=epoch == state.start_epoch))
             record.update({f"train_{k}": v / seen for k, v in sums.items()})
             if val_data is not None:
                 val = _evaluate(
@@ -580,18 +559,9 @@ def distill(
                 )
                 record.update({f"val_{k}": v for k, v in val.items()})
             record["seconds"] = time.perf_counter() - tic
-            history.append(record)
             monitored = record["val_total"] if val_data is not None else record["train_total"]
-            if monitored < best["value"]:
-                best = {
-                    "value": monitored,
-                    "epoch": epoch,
-                    "h0": transform.wavelet.h0.detach().clone(),
-                }
-                bad_epochs = 0
-            else:
-                bad_epochs += 1
-            logger.info(
+            state.update(record, monitored, transform)
+            logger.debug(
                 "epoch %d: train %.6g%s",
                 epoch,
                 record["train_total"],
@@ -599,27 +569,109 @@ def distill(
             )
             bar.set_postfix(loss=f"{monitored:.4g}")
             if ckpt_dir is not None:
-                opt_tensors, opt_state = _optimizer_tensors(optimizer)
-                _save_checkpoint(
-                    ckpt_dir,
-                    {
-                        "epoch": epoch,
-                        "history": history,
-                        "best_value": best["value"],
-                        "best_epoch": best["epoch"],
-                        "bad_epochs": bad_epochs,
-                        "optimizer": opt_state,
-                        "fingerprint": fingerprint,
-                    },
-                    {"h0": transform.wavelet.h0, "best_h0": best["h0"], **opt_tensors},
-                )
-            if config.patience is not None and bad_epochs >= config.patience:
-                logger.info("early stop at epoch %d (best %d)", epoch, best["epoch"])
+                state.save(ckpt_dir, epoch, optimizer, fingerprint, transform)
+            if config.patience is not None and state.bad_epochs >= config.patience:
+                logger.info("early stop at epoch %d (best %d)", epoch, state.best_epoch)
                 break
-    if config.patience is not None and best["epoch"] >= 0:
+    if config.patience is not None and state.best_epoch >= 0:
         with torch.no_grad():
-            transform.wavelet.h0.copy_(best["h0"])
-    return transform, history
+            transform.wavelet.h0.copy_(state.best_h0)
+    return transform, state.history
+
+
+def _train_epoch(
+    transform, loss, optimizer, data, teacher, target, config, attrs, epoch: int, device
+) -> tuple[dict[str, float], int]:
+    """One pass over the training data: the summed loss terms and the samples seen."""
+    sums: dict[str, float] = {}
+    seen = 0
+    batches = _indexed_batches(data, config.batch_size, config.seed, epoch, True)
+    for i, (index, xb) in enumerate(batches):
+        xb = _to_float(xb, device)
+        optimizer.zero_grad(set_to_none=True)
+        total, terms = _terms(
+            transform,
+            loss,
+            xb,
+            teacher,
+            target,
+            config.attr_method,
+            True,
+            attrs.source,
+            index,
+        )
+        check_finite_terms({**terms, "total": total}, f"at epoch {epoch}, batch {i}")
+        total.backward()
+        optimizer.step()
+        seen += xb.shape[0]
+        for k, v in {"total": total, **terms}.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach()) * xb.shape[0]
+    if seen == 0:
+        raise ValueError("the training data are empty")
+    return sums, seen
+
+
+@dataclass
+class _TrainingState:
+    """History, best epoch and early-stopping count of a distillation; checkpointed."""
+
+    history: list[dict[str, Any]]
+    start_epoch: int
+    best_value: float
+    best_epoch: int
+    best_h0: Tensor
+    bad_epochs: int
+
+    @classmethod
+    def start(cls, transform) -> _TrainingState:
+        return cls([], 0, math.inf, -1, transform.wavelet.h0.detach().clone(), 0)
+
+    def update(self, record: dict[str, Any], monitored: float, transform) -> None:
+        self.history.append(record)
+        if monitored < self.best_value:
+            self.best_value, self.best_epoch = monitored, record["epoch"]
+            self.best_h0 = transform.wavelet.h0.detach().clone()
+            self.bad_epochs = 0
+        else:
+            self.bad_epochs += 1
+
+    def resume(self, ckpt_dir: Path, fingerprint, transform, optimizer, device) -> None:
+        loaded = _load_checkpoint(ckpt_dir)
+        if loaded is None:
+            return
+        state, tensors = loaded
+        if state["fingerprint"] != json.loads(json.dumps(fingerprint)):
+            raise ValueError(
+                f"{ckpt_dir}: the checkpoint was made with other settings "
+                f"({state['fingerprint']}), not {fingerprint}"
+            )
+        with torch.no_grad():
+            transform.wavelet.h0.copy_(tensors["h0"].to(device))
+        _restore_optimizer(optimizer, tensors, state["optimizer"])
+        self.history = state["history"]
+        self.start_epoch = state["epoch"] + 1
+        # JSON keeps no infinity: a best value never set comes back as null.
+        self.best_value = math.inf if state["best_value"] is None else state["best_value"]
+        self.best_epoch = state["best_epoch"]
+        self.best_h0 = tensors["best_h0"].to(device)
+        self.bad_epochs = state["bad_epochs"]
+        logger.info("resuming from %s at epoch %d", ckpt_dir, self.start_epoch)
+
+    def save(self, ckpt_dir: Path, epoch: int, optimizer, fingerprint, transform) -> None:
+        opt_tensors, opt_state = _optimizer_tensors(optimizer)
+        _save_checkpoint(
+            ckpt_dir,
+            {
+                "epoch": epoch,
+                "history": self.history,
+                "best_value": self.best_value,
+                "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs,
+                "optimizer": opt_state,
+                "fingerprint": fingerprint,
+            },
+            {"h0": transform.wavelet.h0, "best_h0": self.best_h0, **opt_tensors},
+        )
 
 
 # -- coefficient features ----------------------------------------------------------------
@@ -662,10 +714,10 @@ class AWDTransformer(TransformerMixin, BaseEstimator):
         teacher: nn.Module | None = None,
         wavelet: str = "db5",
         levels: int = 4,
-        mode: str = "zero",
+        mode: Mode = "zero",
         weights: PenaltyWeights | None = None,
         target: int | list[int] = 0,
-        attr_method: str = "saliency",
+        attr_method: Method = "saliency",
         epochs: int = 50,
         batch_size: int = 100,
         lr: float = 1e-3,

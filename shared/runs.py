@@ -24,16 +24,20 @@ fingerprints of its inputs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
+import logging
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, is_dataclass
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,11 +50,17 @@ from safetensors.torch import load_file, save_file
 from shared.transform import DWT1d, DWT2d
 from shared.wavelet import LearnableWavelet
 
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "FORMAT_VERSION",
+    "FolderLock",
     "RunDir",
+    "StaleResultError",
     "atomic_write",
     "check_step_overrides",
+    "clean_temp_files",
+    "differences",
     "environment_info",
     "fingerprint",
     "load_model",
@@ -117,7 +127,8 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, float) and not np.isfinite(value):
-        return str(value)
+        # JSON has no NaN: a non-finite number is stored as null (callers add the reason).
+        return None
     return value
 
 
@@ -266,7 +277,9 @@ def save_transform(
         "environment": environment_info(seed),
         "extra": dict(extra or {}),
     }
-    file_meta = {"format": "awd-transform", "format_version": str(FORMAT_VERSION)}
+    # One metadata key: safetensors writes a metadata mapping in no fixed order, and the
+    # same run must give byte-identical files.
+    file_meta = {"format": f"awd-transform/{FORMAT_VERSION}"}
     atomic_write(tensors_path, lambda p: save_file({"h0": h0}, str(p), metadata=file_meta))
     write_json(meta_path, meta)
     return tensors_path
@@ -389,7 +402,7 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike, meta: Mapping[st
     """
     tensors_path, meta_path = _paths(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    file_meta = {"format": MODEL_FORMAT, "format_version": str(MODEL_FORMAT_VERSION)}
+    file_meta = {"format": f"{MODEL_FORMAT}/{MODEL_FORMAT_VERSION}"}
     atomic_write(tensors_path, lambda p: save_file(state, str(p), metadata=file_meta))
     doc = {
         "format": MODEL_FORMAT,
@@ -439,6 +452,23 @@ RUN_FORMAT = "awd-run"
 RUN_FORMAT_VERSION = 2
 RUN_MARKER = "run.json"
 STEPS = ("teacher", "distill", "students", "evaluate", "report")
+#: The steps whose results are made from each step's (students are written by evaluate).
+DOWNSTREAM = {
+    "teacher": ("distill", "students", "evaluate", "report"),
+    "distill": ("students", "evaluate", "report"),
+    "evaluate": ("students", "report"),
+    "report": (),
+}
+
+
+@dataclass
+class StepRun:
+    """A step in progress: whether its record matched (``status``) and what it wrote."""
+
+    name: str
+    status: str  # "new", "same" (settings and inputs as recorded) or "changed"
+    changed: list[str]
+    outputs: dict[str, str]
 
 
 class RunDir:
@@ -568,9 +598,99 @@ class RunDir:
             raise ValueError(f"{self.root}: the {name} step has not run; run '{command}' first")
         return record
 
+    def require_fresh(self, name: str, command: str, inputs: Mapping[str, str]) -> dict[str, Any]:
+        """The record of step ``name``, checked against its inputs as they are now.
+
+        A step whose inputs changed since it ran (say, the grid was distilled again after
+        the evaluation) is stale: a ``StaleResultError`` names what changed and the command
+        to run again.
+        """
+        record = self.require(name, command)
+        recorded = {k: record.get("inputs", {}).get(k) for k in inputs}
+        changed = [k for k, v in inputs.items() if recorded[k] != v]
+        if changed:
+            raise StaleResultError(
+                f"{self.root}: the {name} step is older than its inputs ({', '.join(changed)} "
+                f"changed since); run '{command}' again"
+            )
+        return record
+
     def write_environment(self, seed: int | None = None) -> Path:
         """``RUN/env.json``: versions, device, seed."""
         return write_json(self.root / "env.json", environment_info(seed))
+
+    def check_data(self) -> str:
+        """The data's fingerprint now; a ``StaleResultError`` if it changed since the run began."""
+        if not self.data_path.exists():
+            raise FileNotFoundError(f"{self.data_path}: the data of the run {self.root} are gone")
+        now = fingerprint(self.data_path)
+        if now != self.data_fingerprint:
+            raise StaleResultError(
+                f"{self.root}: the data under {self.data_path} changed since the run was made; "
+                "make a new run directory for the new data"
+            )
+        return now
+
+    def _later_results(self, name: str) -> list[str]:
+        return [
+            s
+            for s in DOWNSTREAM.get(name, ())
+            if (self.root / s).is_dir() and any((self.root / s).iterdir())
+        ]
+
+    @contextlib.contextmanager
+    def step(
+        self,
+        name: str,
+        settings: Mapping[str, Any],
+        inputs: Mapping[str, str],
+        *,
+        force: bool = False,
+        config: Any = None,
+        compare: Mapping[str, Any] | None = None,
+    ) -> Iterator[StepRun]:
+        """Run step ``name`` under the run's lock, with its provenance checked and recorded.
+
+        The step's last record (``step.json``) is compared with ``settings`` and
+        ``inputs`` (or with ``compare``, the part of the settings that the step's existing
+        results depend on). When they differ and later steps have results made from this
+        step's, the step refuses (:class:`StaleResultError`, naming the differences and
+        the way forward) unless ``force``, which removes those later results first.
+        Temporary files of killed writes are removed. On success ``step.json`` is written,
+        and ``config.yaml`` when ``config`` is given; on failure nothing is recorded.
+        """
+        with FolderLock(self.root, name):
+            clean_temp_files(self.root)
+            clean_temp_files(self.root / name, recursive=True)
+            prior = self.read_step(name)
+            basis = dict(compare if compare is not None else settings)
+            status, changed = "new", []
+            if prior is not None:
+                old = {
+                    "settings": prior.get("compare", prior.get("settings")),
+                    "inputs": prior.get("inputs"),
+                }
+                changed = differences(old, {"settings": basis, "inputs": dict(inputs)})
+                status = "changed" if changed else "same"
+            if status == "changed":
+                later = self._later_results(name)
+                if later and not force:
+                    shown = "; ".join(changed[:6]) + (" …" if len(changed) > 6 else "")
+                    raise StaleResultError(
+                        f"{self.root}: the {name} step was run with other settings or inputs "
+                        f"({shown}) and {', '.join(later)} were made from it; use a new run "
+                        f"directory, or --force to redo the {name} step and remove them"
+                    )
+                for later_step in later:
+                    shutil.rmtree(self.root / later_step)
+                    logger.warning(
+                        "%s: removed %s (made from the old %s)", self.root, later_step, name
+                    )
+            run = StepRun(name, status, changed, {})
+            yield run
+            self.write_step(name, settings, inputs, compare=basis, outputs=run.outputs)
+            if config is not None:
+                save_config(self, config)
 
 
 # -- the settings of a run -------------------------------------------------------------------
@@ -667,3 +787,162 @@ def open_run(
             raise ValueError("this step takes no --set overrides")
         check_step_overrides(overrides, step, sections or {})
     return run, load(run.config_path, overrides)
+
+
+# -- provenance: what a step ran with, compared with what it is asked to run with ------------
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """Readable differences between two nested records: ``key: old -> new``.
+
+    Examples
+    --------
+    >>> differences({"a": {"b": 1, "c": 2}}, {"a": {"b": 1, "c": 3}, "d": 0})
+    ['a.c: 2 -> 3', 'd: (none) -> 0']
+    """
+    old, new = _flat(_jsonable(recorded)), _flat(_jsonable(current))
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "(none)"), new.get(key, "(none)")
+        if a != b:
+            short = [v if not isinstance(v, str) or len(v) < 30 else v[:20] + "…" for v in (a, b)]
+            out.append(f"{key}: {short[0]} -> {short[1]}")
+    return out
+
+
+class StaleResultError(ValueError):
+    """Results on disk were made with other settings or inputs than asked for now."""
+
+
+def digest(value: Any) -> str:
+    """A short stable hash of a JSON-able value (settings, fingerprints).
+
+    Examples
+    --------
+    >>> digest({"a": 1, "b": [1, 2]}) == digest({"b": [1, 2], "a": 1})
+    True
+    """
+    text = json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# -- one writer per folder --------------------------------------------------------------------
+_LOCK = ".lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class FolderLock:
+    """An exclusive lock on a folder: ``FOLDER/.lock`` holding the writer's pid and host.
+
+    A lock left by a process that no longer runs (on this host) is stale and is taken
+    over; a live holder makes :meth:`acquire` raise a ``ValueError`` naming it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> with FolderLock(folder):
+    ...     FolderLock(folder).acquire()
+    Traceback (most recent call last):
+    ...
+    ValueError: ...: in use by process ... on this machine since ...; wait for it or stop it
+    """
+
+    def __init__(self, folder: str | os.PathLike, what: str = "") -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / _LOCK
+        self.what = what
+        self.held = False
+
+    def _holder(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def acquire(self) -> FolderLock:
+        """Take the lock, or raise ``ValueError`` if a live process holds it."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": platform.node(), "since": time.time(), "what": self.what}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is None or (
+                    holder.get("host") == platform.node() and not _alive(int(holder["pid"]))
+                ):
+                    # A dead writer's lock (or one torn mid-write): take it over.
+                    self.path.unlink(missing_ok=True)
+                    continue
+                since = datetime.fromtimestamp(holder.get("since", 0), UTC).isoformat(
+                    timespec="seconds"
+                )
+                where = (
+                    "on this machine"
+                    if holder.get("host") == platform.node()
+                    else (f"on {holder.get('host')}")
+                )
+                raise ValueError(
+                    f"{self.folder}: in use by process {holder['pid']} {where} since {since}; "
+                    "wait for it or stop it"
+                ) from None
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(me))
+            self.held = True
+            return self
+        raise ValueError(f"{self.folder}: cannot take the lock {self.path}")
+
+    def release(self) -> None:
+        """Give the lock back (only if this process holds it)."""
+        if self.held:
+            holder = self._holder()
+            if holder is not None and holder.get("pid") == os.getpid():
+                self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def clean_temp_files(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Remove the temporary files that killed writes left (``.NAME.*.tmp*``); return them.
+
+    Call it while holding the folder's lock: a live writer's temporary file would go too.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); _ = (d / ".a.json.x1.tmp").write_text("half")
+    >>> [p.name for p in clean_temp_files(d)]
+    ['.a.json.x1.tmp']
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    pattern = "**/.*.tmp*" if recursive else ".*.tmp*"
+    removed = []
+    for path in folder.glob(pattern):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

@@ -33,7 +33,9 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import math
 import os
+import shutil
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -46,7 +48,16 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from shared.config import setting
 from shared.evaluation import select_best
 from shared.losses import PenaltyWeights
-from shared.runs import atomic_write, write_csv, write_json
+from shared.runs import (
+    FolderLock,
+    StaleResultError,
+    atomic_write,
+    clean_temp_files,
+    differences,
+    fingerprint,
+    write_csv,
+    write_json,
+)
 
 __all__ = [
     "GRID_FORMAT",
@@ -57,6 +68,7 @@ __all__ = [
     "TaskSpec",
     "check_ray_address",
     "final_validation_loss",
+    "grid_progress_bar",
     "point_name",
     "read_grid",
     "run_distill_step",
@@ -180,10 +192,61 @@ def _log_event(root: Path, **event: Any) -> None:
         fh.write(json.dumps({"time": time.time(), "pid": os.getpid(), **event}) + "\n")
 
 
+def _point_provenance(task: GridTask, start: Path | None) -> dict[str, Any]:
+    """What a point is made from: the task's settings and inputs, and its warm start."""
+    saved = start.with_suffix(".safetensors") if start is not None else None
+    return {
+        "task": getattr(task, "provenance", None),
+        "warm_start": fingerprint(saved) if saved is not None and saved.exists() else None,
+    }
+
+
+def _finite_record(scores: Mapping[str, Any]) -> dict[str, Any]:
+    # A non-finite score is kept as null with its reason, never as a string.
+    record: dict[str, Any] = {}
+    for key, value in scores.items():
+        number = float(value)
+        if math.isfinite(number):
+            record[key] = number
+        else:
+            record[key] = None
+            record[f"{key}_note"] = f"not finite ({number})"
+    return record
+
+
+def _reuse_or_clear(done: Path, expected: dict[str, Any], replace_stale: bool) -> dict | None:
+    """The finished record of a point if it was made as asked; else clear it or refuse."""
+    try:
+        record = json.loads(done.read_text())
+    except (OSError, json.JSONDecodeError):
+        record = None
+    if record is not None and record.get("provenance") == expected:
+        return record
+    if not replace_stale:
+        changed = differences(dict((record or {}).get("provenance") or {}), expected)
+        raise StaleResultError(
+            f"{done.parent}: this point was made with other settings or inputs "
+            f"({'; '.join(changed) or 'unreadable record'}); rerun with --force to redo it, or "
+            "use another folder"
+        )
+    shutil.rmtree(done.parent)
+    return None
+
+
 def run_chain(
-    task: GridTask, root: Path, chain: Sequence[PenaltyWeights], warm_start: bool = True
+    task: GridTask,
+    root: Path,
+    chain: Sequence[PenaltyWeights],
+    warm_start: bool = True,
+    replace_stale: bool = False,
 ) -> list[dict]:
-    """Run one chain in order, in this process; finished points are skipped.
+    """Run one chain in order, in this process; finished points are reused.
+
+    A finished point (``point.json``) is reused only if it was made from the same task
+    settings and inputs (``task.provenance``) and the same warm start; otherwise it is
+    redone when ``replace_stale``, and refused (:class:`shared.runs.StaleResultError`) if
+    not. Each point is written under its folder's lock, so two processes never write one
+    point; temporary files of killed writes are removed first.
 
     Returns one record per point (weights, warm start, seconds, scores).
     """
@@ -193,33 +256,66 @@ def run_chain(
         out = root / point_name(weights)
         done = out / "point.json"
         start = previous if warm_start else None
-        if done.exists():
-            records.append(json.loads(done.read_text()))
-            previous = out / WAVELET
-            continue
-        out.mkdir(parents=True, exist_ok=True)
-        _log_event(root, event="start", point=out.name)
-        tic = time.perf_counter()
-        scores = task.run_point(weights, start, out)
-        if "val_score" not in scores:
-            raise ValueError(f"the task's run_point returned no 'val_score' for {out.name}")
-        record = {
-            "point": out.name,
-            "l1_coeffs": weights.l1_coeffs,
-            "l1_attr": weights.l1_attr,
-            "warm_start_from": start.parent.name if start is not None else None,
-            "seconds": time.perf_counter() - tic,
-            **{k: float(v) for k, v in scores.items()},
-        }
-        write_json(done, record)
-        _log_event(root, event="finish", point=out.name)
+        expected = _point_provenance(task, start)
+        with FolderLock(out, "grid point"):
+            clean_temp_files(out, recursive=True)
+            record = _reuse_or_clear(done, expected, replace_stale) if done.exists() else None
+            if record is None:
+                out.mkdir(parents=True, exist_ok=True)
+                _log_event(root, event="start", point=out.name)
+                tic = time.perf_counter()
+                scores = task.run_point(weights, start, out)
+                if "val_score" not in scores:
+                    raise ValueError(f"the task's run_point returned no 'val_score' for {out.name}")
+                record = {
+                    "point": out.name,
+                    "l1_coeffs": weights.l1_coeffs,
+                    "l1_attr": weights.l1_attr,
+                    "warm_start_from": start.parent.name if start is not None else None,
+                    "seconds": time.perf_counter() - tic,
+                    **_finite_record(scores),
+                    "provenance": expected,
+                }
+                write_json(done, record)
+                _log_event(root, event="finish", point=out.name)
         records.append(record)
         previous = out / WAVELET
     return records
 
 
+def _die_with_parent(parent: int) -> None:
+    """Pool-worker initialiser: a worker never outlives the process that started it.
+
+    Linux delivers SIGKILL to the worker when its parent dies (``PR_SET_PDEATHSIG``); a
+    watchdog thread covers the other systems and the race before the call.
+    """
+    import ctypes
+    import signal
+    import threading
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(0.5)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True, name="awd-parent-watch").start()
+
+
 def _run_chain_in_worker(
-    spec: TaskSpec, root: str, chain: list[dict], warm_start: bool, threads: int | None
+    spec: TaskSpec,
+    root: str,
+    chain: list[dict],
+    warm_start: bool,
+    threads: int | None,
+    replace_stale: bool = False,
 ) -> list[dict]:
     if threads is not None:
         # Parallel chains share the cores: one thread pool per chain, not per core.
@@ -227,7 +323,7 @@ def _run_chain_in_worker(
 
         torch.set_num_threads(max(1, threads))
     weights = [PenaltyWeights(**w) for w in chain]
-    return run_chain(spec.build(), Path(root), weights, warm_start)
+    return run_chain(spec.build(), Path(root), weights, warm_start, replace_stale)
 
 
 def check_ray_address(address: str, timeout: float = 3.0) -> None:
@@ -256,7 +352,14 @@ class Engine:
     max_failures: int = 2
 
 
-def _run_ray(engine: Engine, spec: TaskSpec, root: Path, chains: list[list[dict]], warm: bool):
+def _run_ray(
+    engine: Engine,
+    spec: TaskSpec,
+    root: Path,
+    chains: list[list[dict]],
+    warm: bool,
+    stale: bool = False,
+) -> None:
     import ray
     from ray import tune
     from ray.tune import FailureConfig, RunConfig
@@ -272,10 +375,14 @@ def _run_ray(engine: Engine, spec: TaskSpec, root: Path, chains: list[list[dict]
             log_to_driver=False,
         )
     threads = max(1, int(engine.cpus_per_trial))
+    # Tune runs a trial in a working folder of its own: relative paths in the task's
+    # settings must mean what they meant to the driver, and nothing is written there.
+    driver_cwd = os.getcwd()
 
     def trainable(params: dict) -> dict:
+        os.chdir(driver_cwd)
         chain = chains[params["chain"]]
-        return {"points": len(_run_chain_in_worker(spec, str(root), chain, warm, threads))}
+        return {"points": len(_run_chain_in_worker(spec, str(root), chain, warm, threads, stale))}
 
     resources = {"cpu": engine.cpus_per_trial, "gpu": engine.gpus_per_trial}
     tuner = tune.Tuner(
@@ -293,6 +400,83 @@ def _run_ray(engine: Engine, spec: TaskSpec, root: Path, chains: list[list[dict]
         raise RuntimeError(f"{len(errors)} chain(s) failed on Ray; first error: {errors[0]}")
 
 
+#: ``progress(done, total, point)``: points finished out of the grid, the last one's name.
+Progress = Callable[[int, int, "str | None"], None]
+
+
+def _points_done(root: Path, names: Sequence[str]) -> int:
+    return sum((root / name / "point.json").exists() for name in names)
+
+
+class _Reporting:
+    """A grid task that tells ``progress`` after each point it ran (in-process engine)."""
+
+    def __init__(self, task: Any, progress: Progress, root: Path, names: Sequence[str]):
+        self._task, self._progress, self._root, self._names = task, progress, root, names
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._task, name)
+
+    def run_point(self, weights: PenaltyWeights, warm_start: Path | None, out: Path) -> dict:
+        scores = self._task.run_point(weights, warm_start, out)
+        # This point's point.json is written after it returns: count it already.
+        done = _points_done(self._root, [n for n in self._names if n != out.name]) + 1
+        self._progress(done, len(self._names), out.name)
+        return scores
+
+
+def _wait(futures: list, progress: Progress | None, root: Path, names: Sequence[str]) -> None:
+    """Wait for the chains' futures (raising the first error), reporting finished points."""
+    from concurrent.futures import FIRST_EXCEPTION, wait
+
+    pending = set(futures)
+    reported = -1
+    while pending:
+        _, pending = wait(pending, timeout=1.0, return_when=FIRST_EXCEPTION)
+        if progress is not None:
+            done = _points_done(root, names)
+            if done != reported:
+                progress(done, len(names), None)
+                reported = done
+        if any(f.done() and f.exception() is not None for f in futures):
+            break
+    for future in futures:
+        future.result()
+
+
+def grid_progress_bar(desc: str = "grid") -> Progress:
+    """A :data:`Progress` callback drawing one tqdm bar: ``point k/N``, ETA, last point.
+
+    Shown only on a terminal (tqdm's ``disable=None``); points finished before the call
+    do not enter the ETA.
+
+    Examples
+    --------
+    >>> bar = grid_progress_bar("distill")
+    >>> bar(0, 2, None); bar(1, 2, "lam0.1_gam0"); bar(2, 2, None)
+    """
+    from tqdm.auto import tqdm
+
+    state: dict[str, Any] = {}
+
+    def update(done: int, total: int, point: str | None) -> None:
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = tqdm(
+                total=total, initial=done, desc=desc, unit="point", disable=None, dynamic_ncols=True
+            )
+        if bar.disable:
+            return
+        if point:
+            bar.set_postfix_str(point, refresh=False)
+        if done > bar.n:
+            bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
 def run_grid(
     task: GridTask | None,
     grid: Grid,
@@ -301,8 +485,14 @@ def run_grid(
     spec: TaskSpec | None = None,
     engine: Engine | None = None,
     meta: Mapping[str, Any] | None = None,
+    replace_stale: bool = False,
+    progress: Progress | None = None,
 ) -> list[dict]:
     """Run (or resume) every point of ``grid`` under ``root``; write ``grid.json``.
+
+    Finished points made from the same settings and inputs are reused; points made from
+    others are redone with ``replace_stale`` and refused without it (see
+    :func:`run_chain`). Parallel workers die with the driver.
 
     Parameters
     ----------
@@ -318,6 +508,11 @@ def run_grid(
         Local (default, in process) or Ray.
     meta : mapping, optional
         More keys for ``grid.json`` (what ``val_score`` means, the target, ...).
+    replace_stale : bool
+        Redo points made from other settings or inputs instead of refusing them.
+    progress : callable, optional
+        ``progress(done, total, point)``, called at the start, after each finished point
+        (in process and with local workers) and at the end; e.g. :func:`grid_progress_bar`.
 
     Returns
     -------
@@ -341,34 +536,52 @@ def run_grid(
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     chains = grid.chains()
+    names = [point_name(w) for w in grid.points()]
+    if progress is not None:
+        progress(_points_done(root, names), len(names), None)
     if engine.engine == "local" and engine.workers == 1:
         if task is None:
             if spec is None:
                 raise ValueError("run_grid needs a task or a task spec")
             task = spec.build()
+        runner = task if progress is None else _Reporting(task, progress, root, names)
         for chain in chains:
-            run_chain(task, root, chain, grid.warm_start)
+            run_chain(runner, root, chain, grid.warm_start, replace_stale)
     else:
         if spec is None:
             raise ValueError("parallel workers and Ray rebuild the task: pass spec=TaskSpec(...)")
         plain = [[w.to_dict() for w in chain] for chain in chains]
         if engine.engine == "ray":
-            _run_ray(engine, spec, root, plain, grid.warm_start)
+            _run_ray(engine, spec, root, plain, grid.warm_start, replace_stale)
         else:
             threads = max(1, (os.cpu_count() or 1) // engine.workers)
-            with ProcessPoolExecutor(engine.workers, mp_context=get_context("spawn")) as pool:
+            with ProcessPoolExecutor(
+                engine.workers,
+                mp_context=get_context("spawn"),
+                initializer=_die_with_parent,
+                initargs=(os.getpid(),),
+            ) as pool:
                 futures = [
-                    pool.submit(_run_chain_in_worker, spec, str(root), c, grid.warm_start, threads)
+                    pool.submit(
+                        _run_chain_in_worker,
+                        spec,
+                        str(root),
+                        c,
+                        grid.warm_start,
+                        threads,
+                        replace_stale,
+                    )
                     for c in plain
                 ]
-                for future in futures:
-                    future.result()
+                _wait(futures, progress, root, names)
     records = []
     for weights in grid.points():
         done = root / point_name(weights) / "point.json"
         if not done.exists():
             raise RuntimeError(f"{done.parent}: the point did not finish")
         records.append(json.loads(done.read_text()))
+    if progress is not None:
+        progress(len(names), len(names), None)
     greater = bool(getattr(task, "greater_is_better", (meta or {}).get("greater_is_better", False)))
     write_grid(root, grid, records, greater, meta)
     return records
@@ -469,8 +682,16 @@ def run_distill_step(
     engine: Engine | None = None,
     overrides: Sequence[str] = (),
     meta: Mapping[str, Any] | None = None,
+    force: bool = False,
+    config: Any = None,
 ) -> list[dict]:
     """The ``distill`` step of a domain's run directory, through :func:`run_grid`.
+
+    The step's provenance is checked (:meth:`shared.runs.RunDir.step`): the settings of
+    its points (everything but the grid's values) and its inputs (data, teacher). Changed
+    settings with an evaluation made from the old points are refused unless ``force``,
+    which redoes the points and removes the later results; a grid with new values only
+    adds points.
 
     Parameters
     ----------
@@ -491,31 +712,41 @@ def run_distill_step(
         The ``--set`` overrides the worker processes apply too.
     meta : mapping, optional
         More keys for ``grid.json``.
+    force : bool
+        Redo points made from other settings or inputs (and remove later results).
+    config : dataclass, optional
+        The run's config, written to ``config.yaml`` once the step has run.
     """
     from dataclasses import asdict
-
-    from shared.runs import fingerprint
 
     if not Path(teacher).is_file():
         raise ValueError(f"{run.root}: no trained teacher; run the train-teacher step first")
     engine = engine or Engine()
     in_process = engine.engine == "local" and engine.workers == 1
     spec = TaskSpec(task_factory, {"run": str(run.root), "overrides": list(overrides)})
-    out = run.step_dir("distill")
-    records = run_grid(
-        make_task() if in_process else None,
-        Grid(tuple(settings.lambdas), tuple(settings.gammas), settings.warm_start),
-        out,
-        spec=spec,
-        engine=engine,
-        meta={"score": "final validation loss of distillation", **dict(meta or {})},
-    )
-    run.write_step(
+    inputs = {"data": run.check_data(), "teacher": fingerprint(teacher)}
+    settings_dict = asdict(settings)
+    point_settings = {k: v for k, v in settings_dict.items() if k not in ("lambdas", "gammas")}
+    with run.step(
         "distill",
-        {"distill": asdict(settings)},
-        {"data": run.data_fingerprint, "teacher": fingerprint(teacher)},
-        outputs={"grid": fingerprint(out / "grid.json")},
-    )
+        {"distill": settings_dict},
+        inputs,
+        force=force,
+        config=config,
+        compare={"distill": point_settings},
+    ) as step:
+        out = run.step_dir("distill")
+        records = run_grid(
+            make_task() if in_process else None,
+            Grid(tuple(settings.lambdas), tuple(settings.gammas), settings.warm_start),
+            out,
+            spec=spec,
+            engine=engine,
+            meta={"score": "final validation loss of distillation", **dict(meta or {})},
+            replace_stale=force,
+            progress=grid_progress_bar("distill grid"),
+        )
+        step.outputs["grid"] = fingerprint(out / "grid.json")
     return records
 
 
@@ -587,11 +818,15 @@ def run_sweep(
     root: str | Path,
     *,
     expected_domain: str | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) a sweep; select on validation; score the selected point on test.
 
-    Writes ``grid.json`` (via :func:`run_grid`), ``summary.csv``, ``heatmap.png`` and
-    ``selected.json`` (with ``greater_is_better``) into ``root``.
+    Writes ``sweep.json`` (the domain and task settings the folder is made from),
+    ``grid.json`` (via :func:`run_grid`), ``summary.csv``, ``heatmap.png`` and
+    ``selected.json`` (with ``greater_is_better``) into ``root``. A folder made from
+    other task settings is refused, naming the differences, unless ``force`` (which
+    removes its results first).
 
     Parameters
     ----------
@@ -603,6 +838,8 @@ def run_sweep(
         The sweep folder.
     expected_domain : str, optional
         The domain the command was run for; a config of another domain is refused.
+    force : bool
+        Redo a folder made from other settings instead of refusing it.
 
     Returns
     -------
@@ -617,13 +854,52 @@ def run_sweep(
     if isinstance(spec, str):
         spec = TaskSpec(spec, dict(config.base))
     root = Path(root).resolve()
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"{root}: --out is a file, not a folder")
     root.mkdir(parents=True, exist_ok=True)
     task = spec.build()
-    task.prepare(root)
-    meta = {"domain": config.domain, "score": "validation score of the task's student"}
-    records = run_grid(
-        task, config.grid(), root, spec=spec, engine=config.engine_settings(), meta=meta
-    )
+    with FolderLock(root, "sweep"):
+        clean_temp_files(root)
+        _check_sweep_folder(root, config, spec, force)
+        task.prepare(root)
+        meta = {"domain": config.domain, "score": "validation score of the task's student"}
+        records = run_grid(
+            task,
+            config.grid(),
+            root,
+            spec=spec,
+            engine=config.engine_settings(),
+            meta=meta,
+            replace_stale=force,
+            progress=grid_progress_bar("sweep"),
+        )
+        return _select_and_score(root, config, task, records)
+
+
+def _check_sweep_folder(root: Path, config: SweepConfig, spec: TaskSpec, force: bool) -> None:
+    """Refuse (or, with ``force``, clear) a sweep folder made from other task settings."""
+    made = {"domain": config.domain, "task": spec.factory, "base": dict(config.base)}
+    path = root / "sweep.json"
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            old = {}
+        recorded = {k: old.get(k) for k in made}
+        changed = differences(recorded, made)
+        if changed and not force:
+            raise StaleResultError(
+                f"{root}: this sweep folder was made with other settings "
+                f"({'; '.join(changed[:6])}); use another --out, or --force to redo it"
+            )
+        if changed:
+            for child in root.iterdir():
+                if child.name != ".lock":
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+    write_json(path, {**made, "l1_coeffs": config.l1_coeffs, "l1_attr": config.l1_attr})
+
+
+def _select_and_score(root: Path, config: SweepConfig, task: Any, records: list[dict]) -> dict:
     best, skipped = select_best(records, "val_score", task.greater_is_better)
     for r in skipped:
         logger.warning("point %s has a non-finite validation score; not selectable", r["point"])
@@ -648,7 +924,7 @@ def _heatmap(path: Path, records: Sequence[dict], grid: Grid, higher: bool, best
         ax,
         [r["l1_coeffs"] for r in records],
         [r["l1_attr"] for r in records],
-        [r["val_score"] for r in records],
+        [float("nan") if r["val_score"] is None else r["val_score"] for r in records],
         higher_is_better=higher,
         best=(best["l1_coeffs"], best["l1_attr"]),
     )
