@@ -478,7 +478,7 @@ def train_teacher(
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             bad += 1
-        logger.info("teacher epoch %d: train %.4f, val %.4f", epoch, total / n, val)
+        logger.debug("teacher epoch %d: train %.4f, val %.4f", epoch, total / n, val)
         bar.set_postfix(val=f"{val:.4f}")
         state = {
             "fingerprint": fingerprint,

@@ -17,25 +17,31 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from shared.plots import plot_grid_heatmap, plot_wavelet
+from shared.plots import (
+    SUPPORT_LABEL,
+    plot_estimates,
+    plot_filter_delta,
+    plot_grid_heatmap,
+    plot_wavelet,
+)
 from shared.runs import atomic_write, load_transform, write_csv
+from shared.wavelet import LearnableWavelet
 
 __all__ = [
     "STYLE",
     "FigureReport",
-    "cells_figure",
+    "estimates_figure",
     "heatmap_figure",
     "make_core_figures",
     "save_figure",
     "style",
-    "table_figure",
     "wavelet_figure",
 ]
 
@@ -89,25 +95,76 @@ class FigureReport:
         self.written.extend(builder())
 
 
+def _simulation_start(run: Path) -> LearnableWavelet | None:
+    """The perturbed wavelet the experiment started from, rebuilt from its config."""
+    import yaml
+
+    path = run / "config.yaml"
+    if not path.is_file():
+        return None
+    cfg = yaml.safe_load(path.read_text()) or {}
+    if "init_noise" not in cfg:
+        return None
+    return LearnableWavelet(
+        cfg.get("wavelet", "db5"), noise=float(cfg["init_noise"]), seed=cfg.get("seed", 0)
+    )
+
+
+def _before_after(ax, start: float, end: float, ylabel: str, title: str, fmt: str) -> None:
+    bars = ax.bar([0, 1], [start, end], width=0.55, color=["C1", "C0"])
+    ax.bar_label(bars, [format(start, fmt), format(end, fmt)], padding=2)
+    ax.set_xticks([0, 1], ["start\n(perturbed db5)", "after AWD"])
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.set_ylim(0, max(start, end) * 1.25 or 1.0)
+
+
 def _simulation_figures(run: Path, out: Path) -> list[Path]:
     metrics = json.loads((run / "metrics.json").read_text())
-    transform = load_transform(run / "wavelet")
+    learned = load_transform(run / "wavelet").wavelet
+    start = _simulation_start(run)
+    level = metrics.get("planted_level")
     with style():
-        fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-        plot_wavelet(transform.wavelet, "db5", axes=axes[:2], label="AWD (learned)")
+        fig, axd = plt.subplot_mosaic(
+            [["phi", "phi", "psi", "psi", "delta", "delta"],
+             ["dist", "dist", "dist", "share", "share", "share"]],
+            figsize=(10.5, 5.6),
+            height_ratios=[1.0, 0.8],
+        )  # fmt: skip
+        axes = [axd["phi"], axd["psi"]]
+        plot_wavelet(learned, "db5", axes=axes, label="AWD (learned)", color="C0")
+        filters = {"AWD (learned)": learned.h0.detach().numpy()}
+        if start is not None:
+            plot_wavelet(start, None, axes=axes, label="start (perturbed db5)", style=":",
+                         color="C1")  # fmt: skip
+            filters = {"start (perturbed db5)": start.h0.detach().numpy(), **filters}
+        axes[0].legend()
+        colors = {"AWD (learned)": "C0", "start (perturbed db5)": "C1"}
+        plot_filter_delta(filters, "db5", ax=axd["delta"], colors=colors)
+        # Each quantity on its own axis: a distance and a share have no common unit.
+        _before_after(
+            axd["dist"],
+            metrics["distance_init"],
+            metrics["distance_final"],
+            "L2 distance of h0 to db5\n(min over shifts, sign flips)",
+            "distance to the planted wavelet",
+            ".3f",
+        )
+        _before_after(
+            axd["share"],
+            metrics["attribution_mass_init"],
+            metrics["attribution_mass_final"],
+            "share of |attribution|",
+            f"attribution on the planted level{f' (j = {level})' if level else ''}",
+            ".2f",
+        )
+        axd["share"].set_ylim(0, 1.05)
         labels = ["distance to db5", "share on planted level"]
-        start = [metrics["distance_init"], metrics["attribution_mass_init"]]
-        end = [metrics["distance_final"], metrics["attribution_mass_final"]]
-        x = range(len(labels))
-        axes[2].bar([i - 0.2 for i in x], start, width=0.4, label="start (perturbed db5)")
-        axes[2].bar([i + 0.2 for i in x], end, width=0.4, label="after AWD")
-        axes[2].set_xticks(list(x), labels)
-        axes[2].legend(frameon=False, fontsize="small")
-        axes[2].set_title("simulation experiment")
-        fig.tight_layout()
+        start_v = [metrics["distance_init"], metrics["attribution_mass_init"]]
+        end_v = [metrics["distance_final"], metrics["attribution_mass_final"]]
         rows = [
             {"quantity": lab, "start": s, "end": e}
-            for lab, s, e in zip(labels, start, end, strict=True)
+            for lab, s, e in zip(labels, start_v, end_v, strict=True)
         ]
         return save_figure(fig, out, "simulation_experiment", rows)
 
@@ -122,8 +179,11 @@ def heatmap_figure(
     lam: str = "lambda",
     gamma: str = "gamma",
     higher_is_better: bool = True,
+    title: str | None = None,
 ) -> list[Path]:
     """A lambda x gamma heatmap of ``table[value]`` (one row per grid point), numbers printed.
+
+    Written as ``heatmap_<name>``; ``title`` says what the grid is (default none).
 
     Examples
     --------
@@ -135,7 +195,7 @@ def heatmap_figure(
     """
     n_lam, n_gam = table[lam].nunique(), table[gamma].nunique()
     with style():
-        fig, ax = plt.subplots(figsize=(1.5 + 0.8 * n_gam, 1.2 + 0.6 * n_lam))
+        fig, ax = plt.subplots(figsize=(2.4 + 0.8 * n_gam, 1.6 + 0.6 * n_lam))
         plot_grid_heatmap(
             ax,
             table[lam].tolist(),
@@ -144,25 +204,35 @@ def heatmap_figure(
             higher_is_better=higher_is_better,
             label=label,
         )
-        ax.set_title(name)
-        fig.tight_layout()
+        if title:
+            ax.set_title(title)
         return save_figure(fig, out, f"heatmap_{name}", table)
+
+
+#: Titles of the sweeps ``awd figures`` knows by name.
+_SWEEP_TITLES = {"simulation": "simulation experiment: λ × γ sweep"}
+_METRIC_LABELS = {"r2": "R²", "rmse": "RMSE", "auc": "AUC", "accuracy": "accuracy"}
 
 
 def _heatmap_figure(summary: Path, out: Path, name: str) -> list[Path]:
     table = pd.read_csv(summary)
     # A sweep's score may be better high (R²) or low (RMSE): the sweep recorded which.
     selected = json.loads(summary.with_name("selected.json").read_text())
-    higher = bool(selected["greater_is_better"])
+    higher = bool(selected.get("greater_is_better", True))
+    metric = next((k[len("test_") :] for k in selected if k.startswith("test_")), "")
+    what = _METRIC_LABELS.get(metric, metric)
+    label = f"validation {what} of the student" if what else "validation score"
+    label += "\n(higher is better)" if higher else "\n(lower is better)"
     return heatmap_figure(
         table,
         out,
         name,
         value="val_score",
-        label="validation score",
+        label=label,
         lam="l1_coeffs",
         gamma="l1_attr",
         higher_is_better=higher,
+        title=_SWEEP_TITLES.get(name, f"λ × γ sweep {name}"),
     )
 
 
@@ -200,66 +270,103 @@ def make_core_figures(results: Path, out: Path, report: FigureReport | None = No
 
 # -- building blocks for the domains' figure hooks ---------------------------------------
 def wavelet_figure(
-    wavelets: Mapping[str, Path], out: Path, name: str, reference: str = "db5"
+    wavelets: Mapping[str, Path],
+    out: Path,
+    name: str,
+    reference: str = "db5",
+    xlabel: str = SUPPORT_LABEL,
 ) -> list[Path]:
-    """phi/psi of saved wavelets (``{label: path}``) against ``reference``; CSV of the taps."""
+    """φ/ψ of saved wavelets (``{label: path}``) against ``reference``, and their Δh0.
+
+    The third panel draws each learned filter minus the reference (learned filters that
+    barely moved draw φ and ψ on top of the reference's). CSV: the taps and their Δh0.
+    """
+    ref = LearnableWavelet(reference).h0.detach().numpy()
     with style():
-        fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+        fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
         rows = []
+        filters = {}
         for i, (label, path) in enumerate(wavelets.items()):
             wavelet = load_transform(path).wavelet
-            plot_wavelet(wavelet, reference if i == 0 else None, axes=axes, label=label)
+            plot_wavelet(
+                wavelet,
+                reference if i == 0 else None,
+                axes=axes[:2],
+                label=label,
+                xlabel=xlabel,
+                color=f"C{i}",
+                style="-" if i == 0 else (0, (4, 2)),
+            )
+            h0 = wavelet.h0.detach().numpy()
+            filters[label] = h0
             rows += [
-                {"wavelet": label, "tap": k, "h0": float(v)}
-                for k, v in enumerate(wavelet.h0.detach().tolist())
+                {
+                    "wavelet": label,
+                    "tap": k,
+                    "h0": float(v),
+                    f"h0_minus_{reference}": float(v - ref[k]) if len(h0) == len(ref) else None,
+                }
+                for k, v in enumerate(h0)
             ]
-        fig.tight_layout()
+        plot_filter_delta(
+            filters, reference, ax=axes[2], colors={k: f"C{i}" for i, k in enumerate(filters)}
+        )
         return save_figure(fig, out, name, rows)
 
 
-def cells_figure(
-    cells: pd.DataFrame, numbers: pd.DataFrame, out: Path, name: str, title: str
+def estimates_figure(
+    rows: pd.DataFrame,
+    out: Path,
+    name: str,
+    panels: Sequence[tuple[str, str, str]],
+    *,
+    title: str = "",
+    note: str = "",
 ) -> list[Path]:
-    """A table of formatted ``cells`` (index = row labels) drawn as a figure; CSV of ``numbers``.
+    """Results as dots with ±1 SD bars: one panel per score, one row per method.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        One row per method, top to bottom: ``label``, ``group`` (rows of a group share a
+        colour), optional ``highlight`` (filled dot), and the columns ``panels`` name.
+    out, name
+        Where to write ``name.png``, ``.pdf`` and ``.csv`` (the CSV holds ``rows``).
+    panels : sequence of (value column, SD column, axis label)
+        One panel each, side by side, sharing the rows.
+    title, note
+        Figure title; a note under the panels (e.g. what is off the scale).
 
     Examples
     --------
     >>> import tempfile, pathlib
-    >>> cells = pd.DataFrame({"R²": ["0.29 (0.04)"]}, index=["awd"])
-    >>> paths = cells_figure(cells, cells, pathlib.Path(tempfile.mkdtemp()), "t", "results")
-    >>> paths[-1].name
-    't.csv'
+    >>> rows = pd.DataFrame({"label": ["teacher", "AWD"], "group": ["teacher", "AWD"],
+    ...                      "r2": [0.3, 0.29], "r2_sd": [0.01, 0.02]})
+    >>> paths = estimates_figure(rows, pathlib.Path(tempfile.mkdtemp()), "res",
+    ...                          [("r2", "r2_sd", "R² (test)")])
+    >>> paths[0].suffix
+    '.png'
     """
+    n = len(rows)
+    highlight = rows["highlight"].tolist() if "highlight" in rows else None
     with style():
-        fig, ax = plt.subplots(figsize=(1.8 + 1.6 * cells.shape[1], 0.6 + 0.28 * len(cells)))
-        ax.axis("off")
-        ax.table(
-            cellText=cells.to_numpy().tolist(),
-            rowLabels=[str(r) for r in cells.index],
-            colLabels=[str(c) for c in cells.columns],
-            loc="center",
-        )
-        ax.set_title(title)
-        fig.tight_layout()
-        return save_figure(fig, out, name, numbers)
-
-
-def table_figure(
-    metrics: Path, out: Path, name: str, *, index: str, columns: str, values: str, sd: str
-) -> list[Path]:
-    """A results table (``values (sd)`` per ``index`` row and ``columns`` column) as a figure."""
-    table = pd.read_csv(metrics)
-    wide = table.pivot_table(index=index, columns=columns, values=values, sort=False)
-    spread = table.pivot_table(index=index, columns=columns, values=sd, sort=False)
-    cells = pd.DataFrame(
-        [
-            [
-                f"{wide.loc[r, c]:.4g} ({spread.loc[r, c]:.2g})" if pd.notna(wide.loc[r, c]) else ""
-                for c in wide.columns
-            ]
-            for r in wide.index
-        ],
-        index=wide.index,
-        columns=[str(c) for c in wide.columns],
-    )
-    return cells_figure(cells, wide.reset_index(), out, name, f"{values} (SD), test split")
+        fig, axes = plt.subplots(
+            1, len(panels), figsize=(2.2 + 3.0 * len(panels), 0.9 + 0.28 * n), sharey=True,
+            squeeze=False,
+        )  # fmt: skip
+        for i, (value, sd, label) in enumerate(panels):
+            plot_estimates(
+                axes[0, i],
+                rows["label"].tolist(),
+                rows[value].tolist(),
+                rows[sd].tolist(),
+                groups=rows["group"].tolist(),
+                highlight=highlight,
+                xlabel=label,
+                show_labels=i == 0,
+            )
+        if title:
+            fig.suptitle(title)
+        if note:
+            fig.supxlabel(note, fontsize=8, color="0.3")
+        return save_figure(fig, out, name, rows)
