@@ -14,6 +14,7 @@ Three sources give the same catalog table (one row per map):
 from __future__ import annotations
 
 import logging
+import math
 import os
 import zipfile
 from collections.abc import Sequence
@@ -337,11 +338,13 @@ def _read_npz_tables(path: Path) -> tuple[np.ndarray, float | None]:
             raise
         # Anything np.load cannot open (random bytes, a pickle) ends here.
         raise ValueError(f"{path}: not a readable npz file (not a zip of .npy arrays)") from err
-    angle = None
-    if stored is not None:
-        if stored.size != 1:
-            raise ValueError(f"{path}: 'side_angle_deg' must be one number, got {stored.shape}")
-        angle = header_angle(path, {"ANGLE": float(stored.ravel()[0])})
+    if stored is None:
+        return params, None
+    angle = float(stored.ravel()[0]) if stored.size == 1 else math.nan
+    if not (math.isfinite(angle) and angle > 0):
+        raise ValueError(
+            f"{path}: 'side_angle_deg' must be one positive number (degrees), got {stored}"
+        )
     return params, angle
 
 
@@ -456,7 +459,7 @@ def _csv_files(table: pd.DataFrame, csv: Path, root: Path) -> list[Path]:
         if not where.is_relative_to(inside):
             raise ValueError(
                 f"{csv}: line {line} lists {name}, outside the data folder {root}; list maps "
-                "inside it (a run records the fingerprint of that folder only)"
+                "inside it, relative to it (a run records the fingerprint of that folder only)"
             )
         if where in seen:
             raise ValueError(
