@@ -13,7 +13,7 @@ def test_run_demo_quick(tmp_path):
     result = run_demo(tmp_path / "mp", quick=True)
     assert result["report"].endswith("report.html")
     page = open(result["report"]).read()
-    assert page.count("data:image/png;base64,") == 5
+    assert page.count("data:image/png;base64,") == 6
     methods = {r["method"] for r in result["metrics"]}
     assert {"awd", "awd_gamma0", "db5", "teacher", "awd_xgboost", "hand_features"} <= methods
     assert result["table"].splitlines()[0].startswith("| method | R²")

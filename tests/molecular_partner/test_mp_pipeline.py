@@ -151,7 +151,7 @@ def test_evaluate_outputs_and_numbers(pipeline):
 def test_report_outputs(pipeline):
     out = pipeline / "run" / "report"
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 5 and "<img src='figures" not in page
+    assert page.count("data:image/png;base64,") == 6 and "<img src='figures" not in page
     for name in ("wavelets", "examples", "importance", "pred_vs_true", "selection"):
         assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     md = (out / "results.md").read_text()
