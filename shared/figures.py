@@ -87,12 +87,18 @@ class FigureReport:
         self.missing: list[str] = []
 
     def build(self, what: str, needs: list[Path], builder: Callable[[], list[Path]]) -> None:
+        """Run ``builder`` when every file of ``needs`` exists; else, or when an input is
+        unreadable (another format, a missing column), name it in ``missing``."""
         absent = [str(p) for p in needs if not p.exists()]
         if absent:
             self.missing.append(f"{what}: missing {', '.join(absent)}")
             logger.warning("skipping %s: missing %s", what, ", ".join(absent))
             return
-        self.written.extend(builder())
+        try:
+            self.written.extend(builder())
+        except (KeyError, ValueError) as err:
+            self.missing.append(f"{what}: unreadable input ({type(err).__name__}: {err})")
+            logger.warning("skipping %s: %s", what, err)
 
 
 def _simulation_start(run: Path) -> LearnableWavelet | None:
