@@ -779,7 +779,7 @@ def metrics_markdown(metrics: pd.DataFrame, header: str = "") -> str:
 def context(run: RunDir, cfg: RunConfig, splits: Splits | None = None) -> Context:
     """Load what the evaluation of ``run`` reads: maps, teacher, distilled grid."""
     splits = splits or load_splits(run.data_path, cfg)
-    teacher = load_teacher(teacher_path(run), n_pix=splits.n_pix)
+    teacher = load_teacher(teacher_path(run), n_pix=splits.n_pix, arch=cfg.teacher.arch)
     grid = read_grid(run.root / "distill")["points"]
     transforms = {p["point"]: load_transform(p["wavelet"]) for p in grid}
     return Context(cfg, splits, teacher, grid, transforms)

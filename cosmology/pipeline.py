@@ -39,6 +39,7 @@ from shared import DWT2d, LearnableWavelet, PenaltyWeights, distill, runs
 from shared.evaluation import n_parameters
 from shared.runs import (
     RunDir,
+    check_device,
     fingerprint,
     load_transform,
     save_transform,
@@ -386,8 +387,9 @@ class DistillTask:
         self.run = run
         self.cfg = cfg
         splits = splits or load_splits(run.data_path, cfg, ("train", "val"))
+        check_device("distill.device", cfg.distill.device)
         self.x_train, self.x_val = distill_inputs(splits, cfg.distill)
-        self.teacher = load_teacher(teacher_path(run), n_pix=splits.n_pix)
+        self.teacher = load_teacher(teacher_path(run), n_pix=splits.n_pix, arch=cfg.teacher.arch)
         self.progress = progress
         # What every point is made from (compared before a finished point is reused).
         point_settings = {

@@ -109,7 +109,7 @@ class CosmologySweepTask:
         splits = self.splits()
         path = self._teacher_file(Path(root))
         if path.with_suffix(".safetensors").exists():
-            load_teacher(path, n_pix=splits.n_pix)
+            load_teacher(path, n_pix=splits.n_pix, arch=self.config.teacher.arch)
             return
         if self.run is not None:
             raise ValueError(f"{self.run.root}: no trained teacher ({path} is missing)")
@@ -148,7 +148,9 @@ class CosmologySweepTask:
         out = Path(out)
         splits = self.splits()
         x_train, x_val = distill_inputs(splits, self.config.distill)
-        teacher = load_teacher(self._teacher_file(out.parent), n_pix=splits.n_pix)
+        teacher = load_teacher(
+            self._teacher_file(out.parent), n_pix=splits.n_pix, arch=self.config.teacher.arch
+        )
         transform, history = distill_point(
             x_train, x_val, teacher, self.config.distill, weights, warm_start, out, progress=False
         )

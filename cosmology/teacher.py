@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from cosmology.config import TeacherConfig
-from shared.runs import atomic_write, load_model, save_model
+from shared.runs import atomic_write, check_device, load_model, save_model
 
 __all__ = [
     "ResNet18",
@@ -398,7 +398,7 @@ def train_teacher(
     model = build_teacher(config.arch, config.width, train_targets.shape[1])
     model.scale.set_scales(xt, train_targets)
     # Maps stay on the host; batches move to the device (a GPU for ResNet-18 at 256^2).
-    device = torch.device(config.device)
+    device = check_device("teacher.device", config.device)
     model.to(device)
     yt = model.scale.standardise_targets(train_targets.float())
     yv = model.scale.standardise_targets(val_targets.float())

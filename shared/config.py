@@ -403,5 +403,8 @@ def _merge(base: dict, update: Mapping, where: str) -> None:
     for key, value in update.items():
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
             _merge(base[key], value, where)
+        elif isinstance(base.get(key), dict) and base[key] and not isinstance(value, Mapping):
+            # A section given a plain value: say so here, not at a later override of it.
+            raise ValueError(f"{where}: {key} is a section of settings, got {value!r}")
         else:
             base[key] = value

@@ -58,6 +58,7 @@ __all__ = [
     "RunDir",
     "StaleResultError",
     "atomic_write",
+    "check_device",
     "check_step_overrides",
     "clean_temp_files",
     "differences",
@@ -375,6 +376,25 @@ def fingerprint(path: str | os.PathLike) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def check_device(setting: str, device: str) -> torch.device:
+    """The torch device named by a setting; a clear error when this machine has none.
+
+    Examples
+    --------
+    >>> check_device("teacher.device", "cpu")
+    device(type='cpu')
+    """
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"{setting}: not a device ({err})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{setting}={device}: this machine has no CUDA device; set it to cpu")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{setting}={device}: this machine has no MPS device; set it to cpu")
+    return dev
+
+
 # -- saved models -----------------------------------------------------------------------------
 MODEL_FORMAT = "awd-model"
 MODEL_FORMAT_VERSION = 1
@@ -506,6 +526,8 @@ class RunDir:
         data = Path(data).resolve()
         if not data.exists():
             raise FileNotFoundError(f"{data}: the data do not exist")
+        if root.exists() and not root.is_dir():
+            raise ValueError(f"{root}: --run names a file, not a folder")
         if (root / RUN_MARKER).exists():
             run = cls.open(root, domain)
             if run.data_path != data:

@@ -201,6 +201,8 @@ def run_simulation(out: str | Path, config: SimulationConfig | None = None) -> d
     """
     config = config or SimulationConfig()
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: --out is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     tic = time.perf_counter()
     data = make_data(config)
