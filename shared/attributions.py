@@ -46,10 +46,6 @@ METHODS: tuple[str, ...] = ("saliency", "input_x_gradient", "integrated_gradient
 
 
 # -- coefficient structures ------------------------------------------------------------------
-def _leaves(coeffs) -> list[Tensor]:
-    return [coeffs] if isinstance(coeffs, Tensor) else flatten_coeffs(coeffs)
-
-
 # -- the TRIM model -----------------------------------------------------------------------------
 class TRIMModel(nn.Module):
     """The teacher as a function of transform coefficients, ``f(W^-1 s + r)``.
@@ -288,7 +284,7 @@ def trim_attributions(
     if residual is None:
         residual = residual_of(transform, x, coeffs)
     model = TRIMModel(teacher, transform, residual).set_structure(coeffs)
-    leaves = _leaves(coeffs)
+    leaves = flatten_coeffs(coeffs)
     if not create_graph or not all(leaf.requires_grad for leaf in leaves):
         leaves = [leaf.detach().requires_grad_(True) for leaf in leaves]
     results = []

@@ -46,15 +46,19 @@ Detail2d: TypeAlias = tuple[Tensor, Tensor, Tensor]
 Coeffs2d: TypeAlias = list[Any]
 
 
-def flatten_coeffs(coeffs: Sequence) -> list[Tensor]:
+def flatten_coeffs(coeffs: Sequence | Tensor) -> list[Tensor]:
     """Leaf tensors of a pywt-ordered coefficient list (2D detail triples unpacked).
+
+    A single tensor (a transform whose coefficients are one array) is its own leaf.
 
     Examples
     --------
     >>> c = [torch.zeros(1, 1, 2, 2), (torch.ones(1, 1, 2, 2),) * 3]
-    >>> len(flatten_coeffs(c))
-    4
+    >>> len(flatten_coeffs(c)), len(flatten_coeffs(torch.zeros(3)))
+    (4, 1)
     """
+    if isinstance(coeffs, Tensor):
+        return [coeffs]
     out: list[Tensor] = []
     for c in coeffs:
         if isinstance(c, (tuple, list)):

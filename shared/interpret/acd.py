@@ -35,10 +35,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from shared.coeffs import flatten_coeffs
 from shared.interpret.trim_cd import (
     CoefficientGroup,
     block_groups,
-    flatten_coeffs,
     select_target,
     trim_cd,
 )

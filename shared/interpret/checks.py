@@ -33,7 +33,8 @@ from scipy.stats import rankdata  # type: ignore[import-untyped]
 from torch import Tensor, nn
 
 from shared.attributions import trim_attributions
-from shared.interpret.trim_cd import CoefficientGroup, flatten_coeffs, select_target, trim_cd
+from shared.coeffs import flatten_coeffs
+from shared.interpret.trim_cd import CoefficientGroup, select_target, trim_cd
 
 __all__ = [
     "cd_attribution",

@@ -6,7 +6,7 @@ CD with the relevant input ``rel = W^-1(M * W x)`` for a coefficient mask ``M`` 
 irrelevant input ``irrel = x - rel``; what the transform fails to reconstruct goes to the
 irrelevant part, so ``rel + irrel = x`` and the scores are conserved (Singh, Ha et al.,
 *Transformation importance*, 2020). A group is a mask per coefficient array (leaf), in the
-order of :func:`shared.losses.flatten_coeffs`: a whole wavelet level, one band, a block of
+order of :func:`shared.coeffs.flatten_coeffs`: a whole wavelet level, one band, a block of
 positions in a band, or one Fourier annulus. All groups of all inputs are scored in batched
 passes (:func:`~shared.interpret.cd.cd_batched`).
 
@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from shared.attributions import FourierBands2d
+from shared.coeffs import flatten_coeffs, unflatten_coeffs
 from shared.interpret.cd import CDScores, cd_batched
 from shared.transform import DWT1d, DWT2d
 
@@ -35,7 +36,6 @@ __all__ = [
     "TrimCD",
     "band_groups",
     "block_groups",
-    "flatten_coeffs",
     "fourier_groups",
     "fourier_scales",
     "level_groups",
@@ -75,28 +75,6 @@ class CoefficientGroup:
 
 
 # -- coefficient structures -----------------------------------------------------------------------
-def flatten_coeffs(coeffs: Any) -> list[Tensor]:
-    """Leaf tensors of coefficients: a tensor, or a pywt list (2D triples unpacked)."""
-    if isinstance(coeffs, Tensor):
-        return [coeffs]
-    out: list[Tensor] = []
-    for c in coeffs:
-        out.extend(c if isinstance(c, (tuple, list)) else [c])
-    return out
-
-
-def _unflatten(leaves: Sequence[Tensor], like: Any) -> Any:
-    """``leaves`` in the nesting of ``like`` (the inverse of :func:`flatten_coeffs`)."""
-    it = iter(leaves)
-
-    def build(node: Any) -> Any:
-        if isinstance(node, Tensor):
-            return next(it)
-        return type(node)(build(c) for c in node)
-
-    return build(like)
-
-
 # -- group builders -------------------------------------------------------------------------------
 def _entries(coeffs: Sequence) -> list[list[Tensor]]:
     """Leaves grouped by pywt entry: [cA_J], then each level's band(s)."""
@@ -473,7 +451,7 @@ def trim_cd(
 
     def relevant(x_rows: Tensor, group_idx: Tensor, samples: Tensor) -> Tensor:
         kept = [leaf[samples] * m[group_idx] for leaf, m in zip(leaves, masks, strict=True)]
-        return _inverse(transform, _unflatten(kept, coeffs), x_rows)
+        return _inverse(transform, unflatten_coeffs(kept, coeffs), x_rows)
 
     scores: CDScores = cd_batched(
         model, x, relevant, len(groups), chunk_size=chunk_size, check=check
