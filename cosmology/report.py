@@ -353,7 +353,7 @@ def scales_sentences(data: dict[str, Any]) -> list[str]:
     edges = np.asarray(interp["fourier_ell_edges"])
     sentences = [
         f"Pixels of {pixel:.2f}′ ({sel['n_pix']} pixels over "
-        f"{float(sel['side_angle_deg']):g}°); wavelet level j covers ~2^j pixels."
+        f"{float(sel['side_angle_deg']):g}°); wavelet level j covers ~2ʲ pixels."
     ]
     for p in PARAMETERS:
         shares = _level_shares(interp, p)
@@ -824,17 +824,21 @@ def peak_histogram_table(arrays: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _grid_fig(scores: pd.DataFrame):
+def _grid_fig(scores: pd.DataFrame, selected: str | None = None):
     n_lam, n_gam = scores["lambda"].nunique(), scores["gamma"].nunique()
     fig, ax = plt.subplots(figsize=(2.6 + 0.9 * n_gam, 1.6 + 0.55 * n_lam))
+    chosen = scores[scores["wavelet"] == selected]
     plot_grid_heatmap(
         ax,
         scores["lambda"].tolist(),
         scores["gamma"].tolist(),
         scores["val_score"].tolist(),
         higher_is_better=False,
+        best=(chosen["lambda"].iloc[0], chosen["gamma"].iloc[0]) if len(chosen) else None,
         label="validation mean RMSE / SD\n(lower is better)",
     )
+    if len(chosen):
+        ax.set_title("★ the selected AWD wavelet (γ > 0)", fontsize=9)
     return fig
 
 
@@ -923,7 +927,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         "top_coefficients": lambda: _top_fig(interp, arrays, sel),
         "fourier_trim": lambda: _fourier_fig(interp),
         "pred_vs_true": lambda: _pred_fig(data["preds"], data["metrics"], pred_methods),
-        "validation_grid": lambda: _grid_fig(scores),
+        "validation_grid": lambda: _grid_fig(scores, interp.get("wavelet")),
         "constraints": lambda: _constraint_fig(interp),
     }
     answer = Section("").paragraph(head.answer, css="answer")

@@ -184,7 +184,7 @@ class Timescale:
             f"Traces are resampled to {self.length} points over each track's lifetime, so one "
             f"sample lasts lifetime/{self.length}: {self.sample_s:.2g} s for the median test "
             f"track (lifetime {self.median_s:.0f} s; the middle half of the test tracks "
-            f"{self.q1_s:.0f}–{self.q3_s:.0f} s). Scale j covers ~2^j samples."
+            f"{self.q1_s:.0f}–{self.q3_s:.0f} s). Scale j covers ~2ʲ samples."
         )
 
 
