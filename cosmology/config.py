@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Literal
 
 from shared.config import load_config as _load_config
-from shared.config import setting
+from shared.config import record_settings, setting
 from shared.distill import DistillConfig
+from shared.interpret.named import check_group_names
 from shared.transform import Mode
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "StudentConfig",
     "TeacherConfig",
     "load_config",
+    "recorded",
 ]
 
 DOMAIN = "cosmology"
@@ -87,6 +89,20 @@ class TeacherConfig:
     seed: int = 0
     threads: int = setting(0, ge=0)
     device: str = "cpu"
+    # The CD explanation penalty (CDEP, Rieger et al. 2020): cdep_weight > 0 adds
+    # cdep_weight x the mean |CD score| of each group of cdep_groups in each standardised
+    # output (the paper's L1 form, prior 0) to the loss, so the teacher learns not to use
+    # those scales. Groups of maps: level<j>, cA<j>, cH<j>, cV<j>, cD<j> (wavelet
+    # cdep_wavelet) or f<lo>-<hi> (a Fourier annulus in cycles per pixel), see
+    # shared.interpret.named. At 0 (the default) training is exactly as without it.
+    cdep_weight: float = setting(0.0, ge=0)
+    cdep_groups: tuple[str, ...] = ()
+    cdep_wavelet: str = "db5"
+
+    def __post_init__(self) -> None:
+        check_group_names(self.cdep_groups, dims=2)
+        if self.cdep_weight > 0 and not self.cdep_groups:
+            raise ValueError("cdep_weight > 0 needs cdep_groups (the groups to penalise)")
 
 
 @dataclass(frozen=True)
@@ -142,7 +158,15 @@ class StudentConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """Bootstrap, timing and interpretation settings of ``awd cosmology evaluate``."""
+    """Bootstrap, timing and interpretation settings of ``awd cosmology evaluate``.
+
+    Interpretation: TRIM attributions and CD scores per wavelet level and Fourier band on
+    ``n_attr_maps`` test maps; ACD hierarchies of ``n_acd_examples`` test maps, with at
+    most ``acd_tiles`` x ``acd_tiles`` units per finest band. ``reality_checks`` adds the
+    model- and label-randomisation tests of every attribution on
+    ``reality_check_items`` test maps; the label test retrains the teacher on shuffled
+    training targets for ``reality_check_epochs`` epochs.
+    """
 
     n_bootstrap: int = setting(1000, ge=0)
     bootstrap_seed: int = 1
@@ -151,6 +175,11 @@ class EvaluateConfig:
     top_fraction: float = setting(0.05, gt=0, le=1)
     timing_maps: int = setting(256, ge=1)
     timing_repeats: int = setting(5, ge=1)
+    n_acd_examples: int = setting(2, ge=0)
+    acd_tiles: int = setting(8, ge=1)
+    reality_checks: bool = False
+    reality_check_items: int = setting(16, ge=2)
+    reality_check_epochs: int = setting(3, ge=1)
 
 
 @dataclass(frozen=True)
@@ -162,6 +191,36 @@ class RunConfig:
     distill: DistillSettings = field(default_factory=DistillSettings)
     student: StudentConfig = field(default_factory=StudentConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+
+#: Settings added after runs were first recorded, and when each leaves the results as
+#: they were: a step's record leaves them out then, so the runs made before stay valid.
+_INERT = {
+    TeacherConfig: {
+        name: (lambda t: t.cdep_weight == 0)
+        for name in ("cdep_weight", "cdep_groups", "cdep_wavelet")
+    },
+    EvaluateConfig: {
+        "n_acd_examples": lambda e: e.n_acd_examples == 2,
+        "acd_tiles": lambda e: e.acd_tiles == 8,
+        "reality_checks": lambda e: not e.reality_checks,
+        "reality_check_items": lambda e: not e.reality_checks,
+        "reality_check_epochs": lambda e: not e.reality_checks,
+    },
+}
+
+
+def recorded(section: object) -> dict:
+    """A section's settings as a step records them: options that are off left out.
+
+    Examples
+    --------
+    >>> "cdep_groups" in recorded(TeacherConfig())
+    False
+    >>> recorded(TeacherConfig(cdep_weight=1.0, cdep_groups=("level1",)))["cdep_groups"]
+    ('level1',)
+    """
+    return record_settings(section, _INERT.get(type(section)))
 
 
 def load_config(

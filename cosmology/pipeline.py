@@ -31,12 +31,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cosmology.config import DOMAIN, DistillSettings, RunConfig, load_config
+from cosmology.config import DOMAIN, DistillSettings, RunConfig, load_config, recorded
 from cosmology.data import ConvergenceMapDataset, load_catalog, split_by_realization
 from cosmology.noise import ShapeNoise
 from cosmology.teacher import load_teacher, save_teacher, train_teacher
 from shared import DWT2d, LearnableWavelet, PenaltyWeights, distill, runs
 from shared.evaluation import n_parameters
+from shared.interpret.named import penalty_record
 from shared.runs import (
     RunDir,
     check_device,
@@ -203,7 +204,7 @@ def run_train_teacher(
     the log). Other settings with results made from the old teacher (distillation,
     evaluation) are refused unless ``force``, which removes those results.
     """
-    settings = {"data": asdict(cfg.data), "teacher": asdict(cfg.teacher)}
+    settings = {"data": asdict(cfg.data), "teacher": recorded(cfg.teacher)}
     inputs = {"data": run.check_data()}
     path = teacher_path(run).with_suffix(".safetensors")
     with run.step("teacher", settings, inputs, force=force, config=cfg) as step:
@@ -228,6 +229,9 @@ def run_train_teacher(
             "side_angle_deg": splits.side_angle_deg,
             "targets": list(cfg.data.targets),
         }
+        if cfg.teacher.cdep_weight > 0:
+            t = cfg.teacher
+            extra["cdep"] = penalty_record(t.cdep_weight, t.cdep_groups, t.cdep_wavelet, history)
         path = save_teacher(model, teacher_path(run), splits.n_pix, extra)
         summary = {
             "arch": cfg.teacher.arch,

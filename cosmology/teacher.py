@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,15 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from cosmology.config import TeacherConfig
+from cosmology.config import TeacherConfig, recorded
+from shared.interpret import NamedGroups, cdep_penalty
 from shared.runs import atomic_write, check_device, load_model, save_model
 
 __all__ = [
     "ResNet18",
     "SmallCNN",
     "build_teacher",
+    "cdep_groups",
     "dihedral_augment",
     "load_teacher",
     "predict",
@@ -341,6 +342,64 @@ def _val_loss(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> float:
     return total / (x.shape[0] * y.shape[1])
 
 
+def cdep_groups(config: TeacherConfig) -> NamedGroups | None:
+    """The groups of the CD explanation penalty of ``config`` (``None`` when it is off).
+
+    Examples
+    --------
+    >>> cfg = TeacherConfig(cdep_weight=10.0, cdep_groups=("level1", "f0.35-0.71"))
+    >>> cdep_groups(cfg).names, cdep_groups(TeacherConfig())
+    (['level1', 'f0.35-0.71'], None)
+    """
+    if config.cdep_weight == 0:
+        return None
+    return NamedGroups(config.cdep_groups, dims=2, wavelet=config.cdep_wavelet)
+
+
+def _cdep_value(model: nn.Module, x: Tensor, named: NamedGroups) -> Tensor:
+    """The penalty of a batch, with batch norm on its running statistics (eval mode): CD
+    decomposes a fixed function, not one that depends on the rest of the batch."""
+    model.eval()
+    try:
+        return cdep_penalty(model, x, named.groups, transform=named)
+    finally:
+        model.train()
+
+
+def _train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    xt: Tensor,
+    yt: Tensor,
+    order: Tensor,
+    gen: torch.Generator,
+    config: TeacherConfig,
+    named: NamedGroups | None,
+    epoch: int,
+) -> tuple[float, float]:
+    """One pass over the training maps; the summed prediction loss and CDEP penalty."""
+    device = next(model.parameters()).device
+    total = penalty = 0.0
+    for i in range(0, xt.shape[0], config.batch_size):
+        idx = order[i : i + config.batch_size]
+        if idx.numel() < 2:  # BatchNorm needs two samples
+            continue
+        xb = dihedral_augment(xt[idx], gen) if config.augment else xt[idx]
+        optimizer.zero_grad(set_to_none=True)
+        loss = ((model(xb.to(device)) - yt[idx].to(device)) ** 2).mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the teacher's loss is {float(loss)} at epoch {epoch}")
+        objective = loss
+        if named is not None:
+            value = _cdep_value(model, xb.to(device), named)
+            objective = loss + config.cdep_weight * value
+            penalty += float(value.detach()) * idx.numel()
+        objective.backward()
+        optimizer.step()
+        total += float(loss.detach()) * idx.numel()
+    return total, penalty
+
+
 def train_teacher(
     train_maps: Tensor,
     train_targets: Tensor,
@@ -407,8 +466,9 @@ def train_teacher(
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
     # Settings that do not change the result may differ on resume.
     ignored = ("epochs", "threads", "device")
-    fingerprint = {k: v for k, v in asdict(config).items() if k not in ignored}
+    fingerprint = {k: v for k, v in recorded(config).items() if k not in ignored}
     fingerprint["n_pix"] = int(xt.shape[-1])
+    named = cdep_groups(config)
     history: list[dict[str, float]] = []
     start, best_val, best_epoch, bad = 0, math.inf, -1, 0
     best_state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -450,19 +510,7 @@ def train_teacher(
         # The shuffle and augmentation of epoch e depend only on the seed and e (resume).
         gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
         order = torch.randperm(n, generator=gen)
-        total = 0.0
-        for i in range(0, n, config.batch_size):
-            idx = order[i : i + config.batch_size]
-            if idx.numel() < 2:  # BatchNorm needs two samples
-                continue
-            xb = dihedral_augment(xt[idx], gen) if config.augment else xt[idx]
-            optimizer.zero_grad(set_to_none=True)
-            loss = ((model(xb.to(device)) - yt[idx].to(device)) ** 2).mean()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"the teacher's loss is {float(loss)} at epoch {epoch}")
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * idx.numel()
+        total, penalty = _train_epoch(model, optimizer, xt, yt, order, gen, config, named, epoch)
         val = _val_loss(model, xv, yv, 256)
         scheduler.step(val)
         record = {
@@ -472,6 +520,8 @@ def train_teacher(
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": time.perf_counter() - tic,
         }
+        if named is not None:
+            record["cdep_penalty"] = penalty / n
         history.append(record)
         if val < best_val:
             best_val, best_epoch, bad = val, epoch, 0

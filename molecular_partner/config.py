@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Literal
 
 from shared.config import load_config as _load_config
-from shared.config import setting
+from shared.config import record_settings, setting
 from shared.distill import DistillConfig
+from shared.interpret.named import check_group_names
 from shared.transform import Mode
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "RunConfig",
     "TeacherSettings",
     "load_config",
+    "recorded",
 ]
 
 DOMAIN = "molecular-partner"
@@ -69,10 +71,22 @@ class TeacherSettings:
     patience: int = setting(15, ge=1)
     val_cells: int = setting(1, ge=0)
     seed: int = 0
+    # The CD explanation penalty (CDEP, Rieger et al. 2020): cdep_weight > 0 adds
+    # cdep_weight x the mean |CD score| of each group of cdep_groups in the teacher's
+    # output (the paper's L1 form, prior 0) to the loss, so the teacher learns not to use
+    # that part of the trace. Groups of traces: t<a>-<b> (samples a..b-1), cD<j>, cA<j>,
+    # level<j> (wavelet cdep_wavelet), see shared.interpret.named. At 0 (the default)
+    # training is exactly as without it.
+    cdep_weight: float = setting(0.0, ge=0)
+    cdep_groups: tuple[str, ...] = ()
+    cdep_wavelet: str = "db5"
 
     def __post_init__(self) -> None:
         if "regression" not in self.outcomes:
             raise ValueError("teacher.outcomes must include 'regression' (the teacher AWD distils)")
+        check_group_names(self.cdep_groups, dims=1)
+        if self.cdep_weight > 0 and not self.cdep_groups:
+            raise ValueError("cdep_weight > 0 needs cdep_groups (the groups to penalise)")
 
 
 @dataclass(frozen=True)
@@ -100,6 +114,12 @@ class EvaluateSettings:
     ``top_k`` values per scale feed the paper's OLS student (6 per scale, 30 features);
     the xgboost student also gets their positions. Selection is by cross-validation
     grouped by cell on training cells only; the test cells are used once, at the end.
+
+    Interpretation: TRIM attributions and CD scores per wavelet level of the test traces;
+    ACD hierarchies of ``n_acd_examples`` test traces over units of ``acd_tile``
+    coefficients. ``reality_checks`` adds the model- and label-randomisation tests of
+    every attribution on ``reality_check_items`` test traces; the label test retrains the
+    regression teacher on shuffled outcomes for ``reality_check_epochs`` epochs.
     """
 
     top_k: int = setting(6, ge=1)
@@ -111,6 +131,11 @@ class EvaluateSettings:
     xgb_learning_rate: float = setting(0.05, gt=0)
     n_examples: int = setting(3, ge=0)
     seed: int = 0
+    n_acd_examples: int = setting(2, ge=0)
+    acd_tile: int = setting(2, ge=1)
+    reality_checks: bool = False
+    reality_check_items: int = setting(64, ge=2)
+    reality_check_epochs: int = setting(20, ge=1)
 
 
 @dataclass(frozen=True)
@@ -120,6 +145,36 @@ class RunConfig:
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
     distill: DistillSettings = field(default_factory=DistillSettings)
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
+
+
+#: Settings added after runs were first recorded, and when each leaves the results as
+#: they were: a step's record leaves them out then, so the runs made before stay valid.
+_INERT = {
+    TeacherSettings: {
+        name: (lambda t: t.cdep_weight == 0)
+        for name in ("cdep_weight", "cdep_groups", "cdep_wavelet")
+    },
+    EvaluateSettings: {
+        "n_acd_examples": lambda e: e.n_acd_examples == 2,
+        "acd_tile": lambda e: e.acd_tile == 2,
+        "reality_checks": lambda e: not e.reality_checks,
+        "reality_check_items": lambda e: not e.reality_checks,
+        "reality_check_epochs": lambda e: not e.reality_checks,
+    },
+}
+
+
+def recorded(section: object) -> dict:
+    """A section's settings as a step records them: options that are off left out.
+
+    Examples
+    --------
+    >>> "cdep_weight" in recorded(TeacherSettings())
+    False
+    >>> recorded(TeacherSettings(cdep_weight=1.0, cdep_groups=("t0-8",)))["cdep_groups"]
+    ('t0-8',)
+    """
+    return record_settings(section, _INERT.get(type(section)))
 
 
 def load_config(

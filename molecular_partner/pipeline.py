@@ -32,7 +32,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from molecular_partner.config import DOMAIN, OUTCOMES, DistillSettings, RunConfig, load_config
+from molecular_partner.config import (
+    DOMAIN,
+    OUTCOMES,
+    DistillSettings,
+    RunConfig,
+    load_config,
+    recorded,
+)
 from molecular_partner.data import read_dataset, validation_cells
 from molecular_partner.teacher import (
     LSTMTeacher,
@@ -222,7 +229,7 @@ def run_train_teacher(
     """
     inputs = {"data": run.check_data()}
     with run.step(
-        "teacher", {"teacher": asdict(cfg.teacher)}, inputs, force=force, config=cfg
+        "teacher", {"teacher": recorded(cfg.teacher)}, inputs, force=force, config=cfg
     ) as step:
         metrics_path = run.root / "teacher" / "metrics.json"
         paths = [teacher_path(run, o).with_suffix(".safetensors") for o in cfg.teacher.outcomes]

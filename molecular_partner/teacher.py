@@ -24,10 +24,13 @@ from tqdm.auto import tqdm
 
 from molecular_partner.config import TeacherSettings
 from shared.evaluation import n_parameters
+from shared.interpret import NamedGroups, cdep_penalty
+from shared.interpret.named import penalty_record
 from shared.runs import load_model, save_model
 
 __all__ = [
     "LSTMTeacher",
+    "cdep_groups",
     "load_teacher",
     "n_parameters",
     "predict",
@@ -112,6 +115,49 @@ def predict(model: LSTMTeacher, x: np.ndarray | Tensor, batch_size: int = 4096) 
     return y.numpy().astype(np.float64)
 
 
+def cdep_groups(settings: TeacherSettings) -> NamedGroups | None:
+    """The groups of the CD explanation penalty of ``settings`` (``None`` when it is off).
+
+    Examples
+    --------
+    >>> cdep_groups(TeacherSettings(cdep_weight=1.0, cdep_groups=("t0-8", "cD1"))).names
+    ['t0-8', 'cD1']
+    """
+    if settings.cdep_weight == 0:
+        return None
+    return NamedGroups(settings.cdep_groups, dims=1, wavelet=settings.cdep_wavelet)
+
+
+def _train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    xt: Tensor,
+    yt: Tensor,
+    order: Tensor,
+    s: TeacherSettings,
+    named: NamedGroups | None,
+) -> tuple[float, float]:
+    """One pass over the training traces; the summed prediction loss and CDEP penalty."""
+    total = penalty = 0.0
+    for i in range(0, len(xt), s.batch_size):
+        idx = order[i : i + s.batch_size]
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xt[idx])[:, 0], yt[idx])
+        objective = loss
+        if named is not None:
+            # CD decomposes the model as it predicts (eval mode); traces as (B, 1, L).
+            model.eval()
+            value = cdep_penalty(model, xt[idx][:, None, :], named.groups, transform=named)
+            model.train()
+            objective = loss + s.cdep_weight * value
+            penalty += float(value.detach()) * len(idx)
+        objective.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(idx)
+    return total, penalty
+
+
 def train_teacher(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -183,6 +229,7 @@ def train_teacher(
     best = {"loss": math.inf, "epoch": -1, "state": None}
     history: list[dict[str, float]] = []
     gen = torch.Generator().manual_seed(s.seed)
+    named = cdep_groups(s)
     bad = 0
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     bar = tqdm(range(s.epochs), desc="teacher", disable=None if progress is None else not progress)
@@ -190,16 +237,11 @@ def train_teacher(
         tic = time.perf_counter()
         model.train()
         order = torch.randperm(len(xt), generator=gen)
-        total = 0.0
-        for i in range(0, len(xt), s.batch_size):
-            idx = order[i : i + s.batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xt[idx])[:, 0], yt[idx])
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(idx)
+        total, penalty = _train_epoch(model, optimizer, loss_fn, xt, yt, order, s, named)
         model.eval()
         record = {"epoch": epoch, "train_loss": total / len(xt)}
+        if named is not None:
+            record["cdep_penalty"] = penalty / len(xt)
         with torch.no_grad():
             if has_val:
                 record["val_loss"] = float(loss_fn(model(xv)[:, 0], yv))
@@ -248,6 +290,10 @@ def save_teacher(
         "settings": asdict(settings) if settings is not None else None,
         "history": history,
     }
+    if settings is not None and settings.cdep_weight > 0:
+        meta["cdep"] = penalty_record(
+            settings.cdep_weight, settings.cdep_groups, settings.cdep_wavelet, history or []
+        )
     return save_model(model, path, meta)
 
 

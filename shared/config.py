@@ -26,7 +26,7 @@ import json
 import math
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +38,7 @@ __all__ = [
     "config_to_dict",
     "dump_config",
     "load_config",
+    "record_settings",
     "setting",
     "settings_to_overrides",
     "validate_config",
@@ -258,6 +259,30 @@ def validate_config(config: Any, where: str = "config") -> None:
     >>> validate_config(DistillConfig())
     """
     config_from_dict(type(config), config_to_dict(config), where)
+
+
+def record_settings(
+    settings: Any, inert: Mapping[str, Callable[[Any], bool]] | None = None
+) -> dict[str, Any]:
+    """A settings object as a run step records it: fields that leave its results as they
+    were left out.
+
+    ``inert`` maps a field name to a test of the whole object that says when the field
+    changes nothing (an option that is off). Fields added after runs were recorded are
+    listed there, so the records of those runs, which lack them, still match.
+
+    Examples
+    --------
+    >>> from shared.distill import DistillConfig
+    >>> rec = record_settings(DistillConfig(), {"seed": lambda c: c.epochs == 50})
+    >>> "seed" in rec, rec["epochs"]
+    (False, 50)
+    """
+    out = dataclasses.asdict(settings)
+    for name, is_inert in (inert or {}).items():
+        if is_inert(settings):
+            out.pop(name, None)
+    return out
 
 
 def apply_overrides(

@@ -6,6 +6,8 @@
   levels, bands, blocks of positions, Fourier annuli) through TRIM;
 - :mod:`shared.interpret.acd`: agglomerative CD hierarchies over scales and positions;
 - :mod:`shared.interpret.cdep`: the CD explanation penalty for training;
+- :mod:`shared.interpret.named`: groups named in settings (wavelet levels and bands,
+  Fourier annuli, time windows) as one transform for CD and the penalty;
 - :mod:`shared.interpret.checks`: model- and label-randomisation reality checks.
 
 Examples
@@ -38,6 +40,7 @@ from shared.interpret.checks import (
     similarity,
     trim_attribution,
 )
+from shared.interpret.named import NamedGroups, check_group_names, parse_group_name
 from shared.interpret.trim_cd import (
     CoefficientGroup,
     TrimCD,
@@ -55,6 +58,7 @@ __all__ = [
     "CD_METHOD",
     "CDScores",
     "CoefficientGroup",
+    "NamedGroups",
     "Parts",
     "TrimCD",
     "UnsupportedOperationError",
@@ -65,12 +69,14 @@ __all__ = [
     "cd_batched",
     "cd_masks",
     "cdep_penalty",
+    "check_group_names",
     "contextual_decomposition",
     "fourier_groups",
     "fourier_scales",
     "label_randomisation_test",
     "level_groups",
     "model_randomisation_test",
+    "parse_group_name",
     "plot_hierarchy",
     "register_rule",
     "similarity",
