@@ -176,7 +176,7 @@ class EvaluateConfig:
     timing_maps: int = setting(256, ge=1)
     timing_repeats: int = setting(5, ge=1)
     n_acd_examples: int = setting(2, ge=0)
-    acd_tiles: int = setting(8, ge=1)
+    acd_tiles: int = setting(4, ge=1)
     reality_checks: bool = False
     reality_check_items: int = setting(16, ge=2)
     reality_check_epochs: int = setting(3, ge=1)
@@ -202,7 +202,7 @@ _INERT = {
     },
     EvaluateConfig: {
         "n_acd_examples": lambda e: e.n_acd_examples == 2,
-        "acd_tiles": lambda e: e.acd_tiles == 8,
+        "acd_tiles": lambda e: e.acd_tiles == 4,
         "reality_checks": lambda e: not e.reality_checks,
         "reality_check_items": lambda e: not e.reality_checks,
         "reality_check_epochs": lambda e: not e.reality_checks,

@@ -11,7 +11,8 @@ teacher's forward pass.
 The evaluation is a sequence of named steps: :func:`select_on_validation` ->
 :func:`refit_and_score` (every chosen method becomes a saved :class:`MapStudent` under
 ``RUN/students/``; its test predictions come from that student) -> :func:`time_methods` ->
-:func:`interpret` -> :func:`write_evaluation`.
+:func:`interpret` (and :func:`explain_teacher`: CD per scale, ACD examples, reality checks,
+:mod:`cosmology.explanations`) -> :func:`write_evaluation`.
 
 Method names (``metrics.csv``): the paper's chi-square template classifier with
 per-cosmology covariance carries the bare name (``awd``, ``awd_gamma0``, ``db5``,
@@ -37,7 +38,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cosmology.config import RunConfig
+from cosmology.config import RunConfig, recorded
+from cosmology.explanations import explain, fourier_edges, write_explanations
 from cosmology.pipeline import Splits, load_splits, teacher_path
 from cosmology.student import (
     ConcatFeatures,
@@ -81,6 +83,7 @@ from shared.sweep import read_grid
 __all__ = [
     "METRICS_COLUMNS",
     "PARAMETERS",
+    "explain_teacher",
     "interpret",
     "metrics_markdown",
     "read_metrics",
@@ -515,12 +518,7 @@ def _interpretation(
             p: [float(a.detach().abs().sum() / x.shape[0]) for a in flatten_coeffs(att)]
             for p, att in zip(PARAMETERS, attrs, strict=True)
         }
-    # Log-spaced annuli from 1.5x the fundamental to the corner: equal-width bands would put
-    # all the large scales (where the power spectrum lives) into the first one.
-    n_pix = x.shape[-1]
-    edges = np.concatenate(
-        [[0.0], np.geomspace(1.5 / n_pix, np.sqrt(2) / 2 + 1e-9, e.n_fourier_bands)]
-    )
+    edges = fourier_edges(x.shape[-1], e.n_fourier_bands)
     fourier = FourierBands2d(e.n_fourier_bands, edges)
     attrs = trim_attributions(teacher, fourier, x, "input_x_gradient", [0, 1])
     pixel_rad = np.deg2rad(pixel_arcmin / 60.0)
@@ -549,6 +547,24 @@ def _interpretation(
     return info, arrays
 
 
+def _interpreted_wavelet(ctx: Context, choices: dict[str, Choice]) -> str | None:
+    """The grid point interpreted: the ``awd`` student's wavelet, else the last point."""
+    chosen = choices["awd"].setting["wavelet"] if "awd" in choices else None
+    if chosen is None and ctx.grid:
+        chosen = ctx.grid[-1]["point"]
+    return chosen
+
+
+def explain_teacher(ctx: Context, choices: dict[str, Choice]) -> dict[str, Any]:
+    """Step 4, continued: the teacher's scales by CD, ACD examples and the reality checks
+    (:mod:`cosmology.explanations`), on the interpreted wavelet (db5 without a grid)."""
+    chosen = _interpreted_wavelet(ctx, choices)
+    if chosen is None:
+        d = ctx.cfg.distill
+        return explain(ctx, DWT2d(d.wavelet, levels=d.levels, mode=d.mode), d.wavelet)
+    return explain(ctx, ctx.transforms[chosen], chosen)
+
+
 def interpret(ctx: Context, choices: dict[str, Choice]) -> tuple[dict, dict[str, np.ndarray]]:
     """Step 4: which bands and scales the teacher uses, seen through the selected wavelet.
 
@@ -557,9 +573,7 @@ def interpret(ctx: Context, choices: dict[str, Choice]) -> tuple[dict, dict[str,
     selected kernels per test cosmology, and the wavelet's constraint residuals.
     """
     s = ctx.cfg.student
-    chosen = choices["awd"].setting["wavelet"] if "awd" in choices else None
-    if chosen is None and ctx.grid:
-        chosen = ctx.grid[-1]["point"]
+    chosen = _interpreted_wavelet(ctx, choices)
     interp: dict[str, Any] = {"wavelet": chosen}
     arrays: dict[str, np.ndarray] = {}
     if chosen is not None:
@@ -810,14 +824,16 @@ def run_evaluate(
         "teacher": fingerprint(teacher_path(run).with_suffix(".safetensors")),
         "grid": fingerprint(run.root / "distill" / "grid.json"),
     }
-    settings = {"student": asdict(cfg.student), "evaluate": asdict(cfg.evaluate)}
+    settings = {"student": asdict(cfg.student), "evaluate": recorded(cfg.evaluate)}
     with run.step("evaluate", settings, inputs, force=force, config=cfg) as step:
         ctx = context(run, cfg, splits)
         choices, val_table = select_on_validation(ctx)
         scored = refit_and_score(ctx, choices)
         timing = time_methods(ctx, scored)
         interp = interpret(ctx, choices)
+        explanations = explain_teacher(ctx, choices)
         metrics = write_evaluation(run, ctx, scored, val_table, timing, interp)
+        write_explanations(run.root / "evaluate", explanations)
         step.outputs["metrics"] = fingerprint(run.root / "evaluate" / "metrics.csv")
     logger.info("evaluation written to %s", run.root / "evaluate")
     return metrics

@@ -16,7 +16,8 @@ For each outcome (``regression``: ``Y_sig_mean_normalized``, scored by R^2; ``bi
    ``train_mean``;
 3. :func:`time_methods`: end-to-end prediction time per trace under one protocol
    (:func:`shared.evaluation.seconds_per_item`), beside the teacher's forward pass;
-4. :func:`write_interpretation`: per-scale importance and example traces;
+4. :func:`write_interpretation`: per-scale importance and example traces; CD per level,
+   ACD examples and the reality checks (:mod:`molecular_partner.explanations`);
 5. :func:`write_evaluation`: ``metrics.csv`` (:data:`shared.evaluation.METRICS_COLUMNS`),
    ``comparisons.csv`` (paired bootstrap over the same test traces), ``selection.csv``,
    ``predictions.csv``, ``methods.json`` and the selected wavelets under ``wavelets/``.
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from molecular_partner.config import OUTCOMES, EvaluateSettings, RunConfig
+from molecular_partner.config import (
+    OUTCOMES,
+    EvaluateSettings,
+    RunConfig,
+    TeacherSettings,
+    recorded,
+)
+from molecular_partner.explanations import explain, write_explanations
 from molecular_partner.pipeline import TRACE, RunData, read_run_data, teacher_path
 from molecular_partner.student import (
     HAND_FEATURES,
@@ -105,6 +113,7 @@ class Context:
     groups: np.ndarray = field(init=False)
     hand: HandFeatures | None = field(init=False)
     compression: dict[str, float] = field(default_factory=dict)
+    teacher_settings: TeacherSettings | None = None  # to retrain it (reality checks)
 
     def __post_init__(self) -> None:
         self.x_tr, self.x_te = self.data.traces("train"), self.data.traces("test")
@@ -180,6 +189,7 @@ def context(run: RunDir, cfg: RunConfig, data: RunData | None = None) -> Context
     transforms["db5"] = DWT1d("db5", levels=first.levels, mode=first.mode)
     info["db5"] = {"lambda": None, "gamma": None}
     ctx = Context(cfg.evaluate, data, teachers, transforms, info, kinds)
+    ctx.teacher_settings = cfg.teacher
     if ctx.hand is None:
         warnings.warn(
             f"{source}: no raw 'X'/'lifetime_s' columns; the hand-feature baseline is skipped",
@@ -445,7 +455,8 @@ def _student_importance(coefs: dict[str, float], f_sd: np.ndarray, bands: list[s
 
 
 def write_interpretation(out: Path, ctx: Context, awd: DWT1d, methods: dict) -> None:
-    """Step 4: per-scale importance (teacher and students) and example traces."""
+    """Step 4: per-scale importance (teacher and students) and example traces; CD per
+    level, ACD examples and the reality checks (:mod:`molecular_partner.explanations`)."""
     teacher = ctx.teachers["regression"]
     db5 = ctx.transforms["db5"]
     s = ctx.s
@@ -500,6 +511,8 @@ def write_interpretation(out: Path, ctx: Context, awd: DWT1d, methods: dict) -> 
                 }
             )
     write_json(out / "examples.json", {"bands": bands, "examples": examples})
+    # CD per level, ACD examples and the reality checks (molecular_partner.explanations).
+    write_explanations(out, explain(ctx, awd, ctx.teacher_settings))
 
 
 # --------------------------------------------------------------------------- step 5: write
@@ -629,7 +642,7 @@ def write_evaluation(
                 "n_train": len(ctx.data.train),
                 "n_test": ctx.n_test,
             },
-            "settings": asdict(s),
+            "settings": recorded(s),
             "timing": {"threads": 1, "items_per_call": ctx.n_test, "repeats": s.timing_repeats},
         },
     )
@@ -699,7 +712,7 @@ def run_evaluate(
     run.require("distill", "awd molecular-partner distill")
     inputs = {"data": run.check_data(), **evaluation_inputs(run, cfg)}
     with run.step(
-        "evaluate", {"evaluate": asdict(cfg.evaluate)}, inputs, force=force, config=cfg
+        "evaluate", {"evaluate": recorded(cfg.evaluate)}, inputs, force=force, config=cfg
     ) as step:
         ctx = context(run, cfg, data)
         results: dict[str, dict[str, Scored]] = {}

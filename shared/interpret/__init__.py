@@ -8,7 +8,9 @@
 - :mod:`shared.interpret.cdep`: the CD explanation penalty for training;
 - :mod:`shared.interpret.named`: groups named in settings (wavelet levels and bands,
   Fourier annuli, time windows) as one transform for CD and the penalty;
-- :mod:`shared.interpret.checks`: model- and label-randomisation reality checks.
+- :mod:`shared.interpret.checks`: model- and label-randomisation reality checks;
+- :mod:`shared.interpret.evaluation`: the documents an evaluation writes (CD per scale,
+  ACD examples, reality checks of every named attribution, failures flagged).
 
 Examples
 --------
@@ -40,6 +42,7 @@ from shared.interpret.checks import (
     similarity,
     trim_attribution,
 )
+from shared.interpret.evaluation import acd_examples, band_mass, cd_scale_scores, reality_checks
 from shared.interpret.named import NamedGroups, check_group_names, parse_group_name
 from shared.interpret.trim_cd import (
     CoefficientGroup,
@@ -62,12 +65,15 @@ __all__ = [
     "Parts",
     "TrimCD",
     "UnsupportedOperationError",
+    "acd_examples",
     "acd_hierarchy",
     "band_groups",
+    "band_mass",
     "block_groups",
     "cd_attribution",
     "cd_batched",
     "cd_masks",
+    "cd_scale_scores",
     "cdep_penalty",
     "check_group_names",
     "contextual_decomposition",
@@ -78,6 +84,7 @@ __all__ = [
     "model_randomisation_test",
     "parse_group_name",
     "plot_hierarchy",
+    "reality_checks",
     "register_rule",
     "similarity",
     "standard_groups",
