@@ -76,9 +76,11 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    """The CNN teacher and its training (``arch``: ``small`` or ``resnet18``)."""
+    """The teacher and its training (``arch``: ``small`` or ``resnet18``, CNNs, or
+    ``taylornet``, the provisional coarse-grained Taylor network of :mod:`shared.taylornet`;
+    ``width`` is its channels per level)."""
 
-    arch: Literal["small", "resnet18"] = "small"
+    arch: Literal["small", "resnet18", "taylornet"] = "small"
     width: int = setting(8, ge=1)
     epochs: int = setting(40, ge=1)
     batch_size: int = setting(64, ge=2)
@@ -134,6 +136,9 @@ class StudentConfig:
 
     ``coverages`` are the candidate histogram ranges: the central fraction of the training
     values that the bins span (chosen on validation). ``n_bins`` is the paper's 22.
+    ``taylornet`` adds the TaylorNet students (provisional design, :mod:`shared.taylornet`)
+    on the wavelet l1-norm: ``taylornet_channels`` x ``taylornet_weight_decays`` chosen on
+    validation, each trained for ``taylornet_epochs`` epochs.
     """
 
     n_bins: int = setting(22, ge=1)
@@ -153,6 +158,10 @@ class StudentConfig:
     minkowski: bool = True
     minkowski_bins: int = setting(10, ge=1)
     minkowski_max_maps: int = setting(1000, ge=2)
+    taylornet: bool = True
+    taylornet_channels: tuple[int, ...] = setting((4, 8), ge=2, nonempty=True)
+    taylornet_weight_decays: tuple[float, ...] = setting((0.01, 0.1), ge=0, nonempty=True)
+    taylornet_epochs: int = setting(60, ge=1)
     seed: int = 0
 
 

@@ -21,8 +21,10 @@ per-cosmology covariance carries the bare name (``awd``, ``awd_gamma0``, ``db5``
 covariance and ``<name>_ridge`` a ridge regression on the same features;
 ``awd_l1*``, ``awd_gamma0_l1*`` and ``db5_l1*`` read the wavelet l1-norm;
 ``awd_multiscale_ridge`` and ``awd_multiscale_xgboost`` are the continuous students on
-multi-scale peak histograms of the learned coefficients; ``teacher`` and ``trivial``
-(the training mean) close the table.
+multi-scale peak histograms of the learned coefficients; ``awd_taylornet`` and
+``db5_taylornet`` are TaylorNets (provisional design) on the wavelet l1-norm
+(:mod:`cosmology.taylor`, which also writes their terms and class references);
+``teacher`` and ``trivial`` (the training mean) close the table.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from cosmology.student import (
     roberts_cross,
     wavelet_kernels,
 )
+from cosmology.taylor import select_taylornet, write_taylornet
 from cosmology.teacher import build_teacher, load_teacher, predict
 from shared import DWT2d
 from shared.attributions import FourierBands2d, trim_attributions
@@ -408,6 +411,7 @@ def select_on_validation(ctx: Context) -> tuple[dict[str, Choice], list[dict]]:
         )
     values_cache.clear()
     _select_multiscale(ctx, best, val_table)
+    select_taylornet(ctx, best, val_table)
     order = [m for m in ORDER if m in best] + [m for m in best if m not in ORDER]
     return {m: best[m] for m in order}, val_table
 
@@ -751,6 +755,7 @@ def write_evaluation(
     preds = {"y_test": yte, **{m: s.pred for m, s in scored.items()}}
     atomic_write(out / "predictions.npz", lambda p: _savez(p, preds))
     atomic_write(out / "interpretation.npz", lambda p: _savez(p, arrays))
+    write_taylornet(out, ctx, scored)
     return metrics
 
 

@@ -28,6 +28,7 @@ from cosmology.statistics import filter_maps, find_peaks, minkowski_functionals,
 from shared.coeffs import band_names as _band_names
 from shared.coeffs import flatten_coeffs
 from shared.students import Savable, class_map
+from shared.taylornet.student import TaylorNetPredictor
 
 __all__ = [
     "STUDENT_CLASSES",
@@ -810,4 +811,5 @@ STUDENT_CLASSES = class_map(
     ConstantPredictor,
     _NoFeatures,
     MapStudent,
+    TaylorNetPredictor,
 )

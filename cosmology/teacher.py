@@ -1,9 +1,12 @@
-"""CNN teachers for (Omega_m, sigma_8): a ResNet-18-style network and a small CPU CNN.
+"""Teachers for (Omega_m, sigma_8): a ResNet-18-style network, a small CPU CNN and a TaylorNet.
 
-Both take raw convergence maps ``(B, 1, N, N)`` and return the *standardised* parameters
+All take raw convergence maps ``(B, 1, N, N)`` and return the *standardised* parameters
 ``(B, 2)``: the input scaling and the target means and scales are buffers of the model,
 so the teacher that AWD distils sees the exact maps and its outputs are comparable across
 parameters (TRIM attributions of Omega_m and sigma_8 then have the same units).
+``teacher.arch: taylornet`` is the coarse-grained Taylor network of :mod:`shared.taylornet`
+(PROVISIONAL design, see there): 2x2 blocks of the map coarse-grained level by level down
+to one pixel, each level a quadratic polynomial, no activations.
 
 Training (:func:`train_teacher`) is Adam on the mean squared error of the standardised
 targets, with random flips and 90-degree rotations (the maps' statistics are invariant
@@ -30,10 +33,12 @@ from tqdm.auto import tqdm
 from cosmology.config import TeacherConfig, recorded
 from shared.interpret import NamedGroups, cdep_penalty
 from shared.runs import atomic_write, check_device, load_model, save_model
+from shared.taylornet import TaylorNet
 
 __all__ = [
     "ResNet18",
     "SmallCNN",
+    "TaylorTeacher",
     "build_teacher",
     "cdep_groups",
     "dihedral_augment",
@@ -183,20 +188,105 @@ class ResNet18(nn.Module):
         return self.fc(self.blocks(self.stem(x)).mean(dim=(-2, -1)))
 
 
-def build_teacher(arch: str = "small", width: int | None = None, n_out: int = 2) -> nn.Module:
-    """A fresh teacher: ``small`` (default width 8) or ``resnet18`` (default width 64).
+class TaylorTeacher(nn.Module):
+    """A TaylorNet on the raw map (PROVISIONAL design, :mod:`shared.taylornet`).
+
+    The standardised map is cut into 2x2 blocks, each block mapped to ``width`` channels
+    by a quadratic polynomial (coefficients shared across positions, like a stride-2
+    convolution), every level standardised per map, down to one pixel; a quadratic
+    readout gives the outputs. No activation functions: the nonlinearity is the
+    polynomial. Maps whose side is not a power of two are zero-padded at the end.
+
+    Parameters
+    ----------
+    n_out : int
+        Outputs (2: Omega_m, sigma_8).
+    width : int
+        Channels of every level.
+    n_pix : int
+        Side of the maps (fixes the number of levels, ``ceil(log2(n_pix))``).
+    order, quadratic, rank, shared, norm, readout_order
+        Of the :class:`~shared.taylornet.TaylorNet` (saved with the teacher).
+
+    Examples
+    --------
+    >>> net = TaylorTeacher(width=4, n_pix=32)
+    >>> tuple(net(torch.randn(3, 1, 32, 32)).shape), net.net.n_levels
+    ((3, 2), 5)
+    """
+
+    def __init__(
+        self,
+        n_out: int = 2,
+        width: int = 8,
+        n_pix: int = 64,
+        *,
+        order: int = 2,
+        quadratic: str = "lowrank",
+        rank: int | None = None,
+        shared: bool = True,
+        norm: str = "layer",
+        readout_order: int = 2,
+    ) -> None:
+        super().__init__()
+        self.config = {
+            "order": int(order),
+            "quadratic": quadratic,
+            "rank": rank,
+            "shared": bool(shared),
+            "norm": norm,
+            "readout_order": int(readout_order),
+        }
+        self.width, self.n_pix = int(width), int(n_pix)
+        self.net = TaylorNet(1, (n_pix, n_pix), n_out, channels=width, pad=True, **self.config)
+        self.scale = _Standardise(n_out)
+        self.arch = "taylornet"
+
+    def settings(self) -> dict[str, Any]:
+        """The TaylorNet settings beyond width and map size (saved in the teacher's JSON)."""
+        return dict(self.config)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = (x - self.scale.input_mean) / self.scale.input_std
+        return self.net(x)
+
+
+#: The teacher architectures of ``teacher.arch``.
+ARCHITECTURES = ("small", "resnet18", "taylornet")
+
+
+def build_teacher(
+    arch: str = "small",
+    width: int | None = None,
+    n_out: int = 2,
+    *,
+    n_pix: int | None = None,
+    settings: dict[str, Any] | None = None,
+) -> nn.Module:
+    """A fresh teacher: ``small`` (default width 8), ``resnet18`` (64) or ``taylornet`` (8).
+
+    ``n_pix`` (the map side) is needed by ``taylornet``, whose levels depend on it;
+    ``settings`` are its other :class:`TaylorTeacher` settings (the CNNs take none).
 
     Examples
     --------
     >>> from shared.evaluation import n_parameters
     >>> n_parameters(build_teacher("resnet18"))
     11171266
+    >>> build_teacher("taylornet", 4, n_pix=16).arch
+    'taylornet'
     """
+    if arch == "taylornet":
+        if n_pix is None:
+            raise ValueError("a taylornet teacher needs the map size (n_pix)")
+        return TaylorTeacher(n_out, width or 8, n_pix, **(settings or {}))
+    if settings:
+        raise ValueError(f"the {arch!r} teacher takes no settings, got {sorted(settings)}")
     if arch == "small":
         return SmallCNN(n_out, width or 8)
     if arch == "resnet18":
         return ResNet18(n_out, width or 64)
-    raise ValueError(f"unknown teacher architecture {arch!r}; accepted: small, resnet18")
+    raise ValueError(f"unknown teacher architecture {arch!r}; accepted: {', '.join(ARCHITECTURES)}")
 
 
 def dihedral_augment(x: Tensor, generator: torch.Generator) -> Tensor:
@@ -229,7 +319,9 @@ def save_teacher(
     """Save a teacher as ``NAME.safetensors`` (weights) + ``NAME.json`` (what they mean).
 
     The JSON holds the architecture, width, outputs and map size the teacher was trained
-    on, and ``extra`` (its settings, the side angle, the targets).
+    on, the architecture's own settings (``arch_settings``: a TaylorNet's order, quadratic
+    form, rank, sharing, normalisation), and ``extra`` (its settings, the side angle, the
+    targets).
 
     Examples
     --------
@@ -244,12 +336,15 @@ def save_teacher(
         "width": _width_of(model),
         "n_out": int(model.scale.target_mean.numel()),
         "n_pix": int(n_pix),
+        "arch_settings": model.settings() if isinstance(model, TaylorTeacher) else {},
         "extra": extra or {},
     }
     return save_model(model, path, meta)
 
 
 def _width_of(model: nn.Module) -> int:
+    if isinstance(model, TaylorTeacher):
+        return model.width
     if isinstance(model, SmallCNN):
         return int(model.features[0].out_channels)
     return int(model.stem[0].out_channels)
@@ -293,7 +388,13 @@ def load_teacher(
             f"{path}: the teacher was trained on {meta['n_pix']}x{meta['n_pix']} maps, "
             f"these are {n_pix}x{n_pix}"
         )
-    model = build_teacher(meta["arch"], meta["width"], meta["n_out"])
+    model = build_teacher(
+        meta["arch"],
+        meta["width"],
+        meta["n_out"],
+        n_pix=meta["n_pix"],
+        settings=meta.get("arch_settings") or None,
+    )
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
@@ -454,7 +555,7 @@ def train_teacher(
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    model = build_teacher(config.arch, config.width, train_targets.shape[1])
+    model = build_teacher(config.arch, config.width, train_targets.shape[1], n_pix=xt.shape[-1])
     model.scale.set_scales(xt, train_targets)
     # Maps stay on the host; batches move to the device (a GPU for ResNet-18 at 256^2).
     device = check_device("teacher.device", config.device)

@@ -59,9 +59,13 @@ class TeacherSettings:
     One teacher per outcome in ``outcomes``: MSE for ``regression``
     (``Y_sig_mean_normalized``, the one AWD distils) and BCE for ``binary``
     (``y_consec_thresh``). Early stopping watches the loss on ``val_cells`` training
-    cells held out by cell.
+    cells held out by cell. ``arch: taylornet`` trains the provisional coarse-grained
+    Taylor network of :mod:`shared.taylornet` instead, ``width`` channels per level
+    (``hidden`` is the LSTM's).
     """
 
+    arch: Literal["lstm", "taylornet"] = "lstm"
+    width: int = setting(8, ge=1)
     hidden: int = setting(20, ge=1)
     length: int = setting(40, ge=2)
     outcomes: tuple[Outcome, ...] = setting(("regression", "binary"), nonempty=True)
@@ -114,6 +118,9 @@ class EvaluateSettings:
     ``top_k`` values per scale feed the paper's OLS student (6 per scale, 30 features);
     the xgboost student also gets their positions. Selection is by cross-validation
     grouped by cell on training cells only; the test cells are used once, at the end.
+    ``taylornet`` adds the TaylorNet students (provisional design, :mod:`shared.taylornet`)
+    on the top-k values: ``taylornet_channels`` x ``taylornet_weight_decays`` chosen by
+    the same grouped CV, each trained for ``taylornet_epochs`` epochs.
 
     Interpretation: TRIM attributions and CD scores per wavelet level of the test traces;
     ACD hierarchies of ``n_acd_examples`` test traces over units of ``acd_tile``
@@ -130,6 +137,10 @@ class EvaluateSettings:
     xgb_depths: tuple[int, ...] = setting((2, 3), ge=1, nonempty=True)
     xgb_learning_rate: float = setting(0.05, gt=0)
     n_examples: int = setting(3, ge=0)
+    taylornet: bool = True
+    taylornet_channels: tuple[int, ...] = setting((4, 8), ge=2, nonempty=True)
+    taylornet_weight_decays: tuple[float, ...] = setting((0.01, 0.1), ge=0, nonempty=True)
+    taylornet_epochs: int = setting(40, ge=1)
     seed: int = 0
     n_acd_examples: int = setting(2, ge=0)
     acd_tile: int = setting(2, ge=1)
@@ -151,8 +162,12 @@ class RunConfig:
 #: they were: a step's record leaves them out then, so the runs made before stay valid.
 _INERT = {
     TeacherSettings: {
-        name: (lambda t: t.cdep_weight == 0)
-        for name in ("cdep_weight", "cdep_groups", "cdep_wavelet")
+        **{
+            name: (lambda t: t.cdep_weight == 0)
+            for name in ("cdep_weight", "cdep_groups", "cdep_wavelet")
+        },
+        "arch": lambda t: t.arch == "lstm",
+        "width": lambda t: t.arch == "lstm",
     },
     EvaluateSettings: {
         "n_acd_examples": lambda e: e.n_acd_examples == 2,
@@ -169,8 +184,8 @@ def recorded(section: object) -> dict:
 
     Examples
     --------
-    >>> "cdep_weight" in recorded(TeacherSettings())
-    False
+    >>> "cdep_weight" in recorded(TeacherSettings()), "arch" in recorded(TeacherSettings())
+    (False, False)
     >>> recorded(TeacherSettings(cdep_weight=1.0, cdep_groups=("t0-8",)))["cdep_groups"]
     ('t0-8',)
     """

@@ -8,7 +8,9 @@ For each outcome (``regression``: ``Y_sig_mean_normalized``, scored by R^2; ``bi
    scored by cross-validation grouped by cell on the *training cells only*; the best
    wavelet with gamma > 0 is ``awd``, the best with gamma = 0 is ``awd_gamma0`` (the
    ablation); ``awd_xgboost`` (top-k values and positions of the ``awd`` wavelet) gets
-   its depth and size from the same grouped CV;
+   its depth and size from the same grouped CV, ``awd_taylornet`` and ``db5_taylornet``
+   (TaylorNets, provisional design, on the top-k values; :mod:`molecular_partner.taylor`)
+   their channels and weight decay;
 2. :func:`refit_and_score`: every method is refitted on all training cells as a
    :class:`~molecular_partner.student.TraceStudent` (saved under ``RUN/students/``) and
    predicts the test cells; baselines: ``db5`` (same features, plain db5), ``teacher``
@@ -56,6 +58,7 @@ from molecular_partner.student import (
     make_linear,
     make_xgboost,
 )
+from molecular_partner.taylor import select_taylornet, taylornet_student, write_taylornet
 from molecular_partner.teacher import LSTMTeacher, load_teacher
 from shared import DWT1d, load_transform, save_transform
 from shared.attributions import compression_rate, trim_attributions
@@ -176,7 +179,10 @@ def context(run: RunDir, cfg: RunConfig, data: RunData | None = None) -> Context
     data = data or read_run_data(run.data_path, cfg)
     source = str(run.data_path)
     kinds = _outcomes(data.table, source, cfg.teacher.outcomes)
-    teachers = {k: load_teacher(teacher_path(run, k), length=cfg.teacher.length) for k in kinds}
+    teachers = {
+        k: load_teacher(teacher_path(run, k), length=cfg.teacher.length, arch=cfg.teacher.arch)
+        for k in kinds
+    }
     grid = read_grid(run.root / "distill")["points"]
     if not grid:
         raise ValueError(f"{run.root}: the distillation grid is empty")
@@ -249,6 +255,7 @@ def select_on_validation(ctx: Context, kind: str) -> tuple[dict[str, dict], list
         choices[method] = {"wavelet": best["wavelet"], "cv_score": float(best["cv_score"])}
     if "awd" in choices:
         choices["awd_xgboost"] = _select_xgboost(ctx, kind, choices["awd"]["wavelet"], rows)
+    choices.update(select_taylornet(ctx, kind, choices, rows))
     return choices, rows
 
 
@@ -355,7 +362,7 @@ def _teacher_scored(ctx: Context, kind: str) -> Scored | None:
         pred = torch.sigmoid(out) if model.loss == "bce" else out
     record = {
         "n_parameters": n_parameters(model),
-        "predictor": f"LSTM(1->{model.hidden}) + Linear ({model.loss})",
+        "predictor": model.label(),
     }
     return Scored(
         "teacher", pred.numpy().astype(np.float64), None, n_parameters(model), record=record
@@ -374,6 +381,9 @@ def refit_and_score(ctx: Context, kind: str, choices: dict[str, dict]) -> dict[s
             scored[method] = _linear_student(ctx, kind, method, choices[method])
     if "awd_xgboost" in choices:
         scored["awd_xgboost"] = _xgboost_student(ctx, kind, choices["awd_xgboost"])
+    for method in ("awd_taylornet", "db5_taylornet"):
+        if method in choices:
+            scored[method] = taylornet_student(ctx, kind, method, choices[method])
     teacher = _teacher_scored(ctx, kind)
     if teacher is not None:
         scored["teacher"] = teacher
@@ -526,6 +536,8 @@ def _pairs(methods: list[str]) -> list[tuple[str, str]]:
         ("awd", "awd_gamma0"),
         ("awd_xgboost", "teacher"),
         ("awd", "hand_features"),
+        ("awd_taylornet", "teacher"),
+        ("awd_taylornet", "db5_taylornet"),
     ):
         if a in methods and b in methods:
             pairs.append((a, b))
@@ -656,6 +668,7 @@ def write_evaluation(
             )
     if "awd" in chosen.get("regression", {}) and "regression" in ctx.teachers:
         write_interpretation(out, ctx, ctx.transforms[chosen["regression"]["awd"]], methods)
+    write_taylornet(out, ctx, results)
     return metrics
 
 

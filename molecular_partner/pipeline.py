@@ -388,7 +388,9 @@ class DistillTask:
         is_val = torch.from_numpy(data.is_val.copy())
         self.x = x[~is_val]
         self.x_val = x[is_val] if bool(is_val.any()) else None
-        self.teacher = load_teacher(teacher_path(run), length=cfg.teacher.length)
+        self.teacher = load_teacher(
+            teacher_path(run), length=cfg.teacher.length, arch=cfg.teacher.arch
+        )
         self.settings = cfg.distill
         self.progress = progress
         # What every point is made from (compared before a finished point is reused).

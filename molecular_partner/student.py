@@ -33,6 +33,7 @@ from torch import Tensor
 from shared import DWT1d
 from shared.coeffs import band_names as _band_names
 from shared.students import Savable, class_map
+from shared.taylornet.student import TaylorNetPredictor
 
 __all__ = [
     "HAND_FEATURES",
@@ -434,5 +435,5 @@ class TraceStudent(Savable):
 
 #: The classes a saved molecular-partner student may contain.
 STUDENT_CLASSES = class_map(
-    TopCoefficients, HandFeatures, ConstantPredictor, LinearHead, TraceStudent
+    TopCoefficients, HandFeatures, ConstantPredictor, LinearHead, TraceStudent, TaylorNetPredictor
 )

@@ -6,6 +6,11 @@ hidden 20) read once over the 40-point trace, its last hidden state into ``Linea
 reference checkpoint (a dict whose ``model_state_dict`` holds that state dict) loads as it
 is. Our own teachers are saved as safetensors plus a JSON description; reference files are
 read with ``torch.load(..., weights_only=True)``, which cannot run code.
+
+``teacher.arch: taylornet`` replaces the LSTM by :class:`TaylorTeacher1d`, the
+coarse-grained Taylor network of :mod:`shared.taylornet` (PROVISIONAL design, see there):
+pairs of trace points coarse-grained level by level, each level a quadratic polynomial, no
+activations; trained, saved, loaded and distilled like the LSTM.
 """
 
 from __future__ import annotations
@@ -27,9 +32,12 @@ from shared.evaluation import n_parameters
 from shared.interpret import NamedGroups, cdep_penalty
 from shared.interpret.named import penalty_record
 from shared.runs import load_model, save_model
+from shared.taylornet import TaylorNet
 
 __all__ = [
     "LSTMTeacher",
+    "TaylorTeacher1d",
+    "build_teacher",
     "cdep_groups",
     "load_teacher",
     "n_parameters",
@@ -91,6 +99,141 @@ class LSTMTeacher(nn.Module):
     def describe(self) -> dict[str, Any]:
         """Architecture as JSON-able settings."""
         return {"hidden": self.hidden, "length": self.length, "loss": self.loss}
+
+    def label(self) -> str:
+        """The architecture in a few words, for tables."""
+        return f"LSTM(1->{self.hidden}) + Linear ({self.loss})"
+
+
+def _levels_of(length: int) -> tuple[int, bool]:
+    """Coarse-graining levels of a trace length, and whether it must be zero-padded.
+
+    An even length is halved while it stays even (40 -> 20 -> 10 -> 5, the readout then
+    sees 5 positions); an odd one is padded to the next power of two.
+    """
+    levels, size = 0, length
+    while size % 2 == 0 and size > 1:
+        levels, size = levels + 1, size // 2
+    if levels == 0 and length > 1:
+        return (length - 1).bit_length(), True
+    return levels, False
+
+
+class TaylorTeacher1d(nn.Module):
+    """A TaylorNet over the trace (PROVISIONAL design, :mod:`shared.taylornet`).
+
+    Pairs of neighbouring points are mapped to ``width`` channels by a quadratic
+    polynomial (coefficients shared along the trace), every level standardised per
+    trace, while the length stays even (40 -> 20 -> 10 -> 5); a quadratic readout over the
+    last level gives one output. No activation functions.
+
+    Parameters
+    ----------
+    width : int, default 8
+        Channels of every level.
+    length : int, default 40
+        Trace length; other lengths are refused.
+    loss : {"mse", "bce"}
+        What the output is: a regression value (MSE) or a logit (BCE).
+    order, quadratic, rank, shared, norm, readout_order
+        Of the :class:`~shared.taylornet.TaylorNet` (saved with the teacher).
+
+    Examples
+    --------
+    >>> model = TaylorTeacher1d(width=4)
+    >>> model(torch.randn(5, 1, 40)).shape, model.net.n_levels
+    (torch.Size([5, 1]), 3)
+    """
+
+    def __init__(
+        self,
+        width: int = 8,
+        length: int = 40,
+        loss: str = "mse",
+        *,
+        order: int = 2,
+        quadratic: str = "lowrank",
+        rank: int | None = None,
+        shared: bool = True,
+        norm: str = "layer",
+        readout_order: int = 2,
+    ) -> None:
+        super().__init__()
+        self.width, self.length, self.loss = int(width), int(length), loss
+        self.config = {
+            "order": int(order),
+            "quadratic": quadratic,
+            "rank": rank,
+            "shared": bool(shared),
+            "norm": norm,
+            "readout_order": int(readout_order),
+        }
+        levels, pad = _levels_of(self.length)
+        self.net = TaylorNet(
+            1, self.length, 1, channels=[self.width] * levels, pad=pad, **self.config
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Traces ``(N, 1, L)`` or ``(N, L)`` -> outputs ``(N, 1)``."""
+        if x.ndim == 2:
+            x = x[:, None, :]
+        if x.ndim != 3 or x.shape[1] != 1:
+            raise ValueError(f"traces must be (N, 1, L) or (N, L), got {tuple(x.shape)}")
+        if x.shape[-1] != self.length:
+            raise ValueError(
+                f"the teacher expects traces of length {self.length}, got {x.shape[-1]}; "
+                "resample the traces (molecular_partner.data.downsample) or retrain"
+            )
+        return self.net(x)
+
+    def describe(self) -> dict[str, Any]:
+        """Architecture as JSON-able settings."""
+        return {
+            "arch": "taylornet",
+            "width": self.width,
+            "length": self.length,
+            "loss": self.loss,
+            **self.config,
+        }
+
+    def label(self) -> str:
+        """The architecture in a few words, for tables."""
+        return f"TaylorNet({self.net.n_levels} levels x {self.width} channels) ({self.loss})"
+
+
+#: The teacher architectures of ``teacher.arch``.
+ARCHITECTURES = ("lstm", "taylornet")
+
+
+def meta_arch(model: nn.Module) -> str:
+    """The ``teacher.arch`` of a teacher module.
+
+    Examples
+    --------
+    >>> meta_arch(LSTMTeacher()), meta_arch(TaylorTeacher1d())
+    ('lstm', 'taylornet')
+    """
+    return "taylornet" if isinstance(model, TaylorTeacher1d) else "lstm"
+
+
+def build_teacher(settings: TeacherSettings | None = None, loss: str = "mse") -> nn.Module:
+    """A fresh teacher of ``settings.arch``: the LSTM (``hidden``) or the TaylorNet (``width``).
+
+    Examples
+    --------
+    >>> n_parameters(build_teacher(TeacherSettings()))
+    1861
+    >>> type(build_teacher(TeacherSettings(arch="taylornet"), "bce")).__name__
+    'TaylorTeacher1d'
+    """
+    s = settings or TeacherSettings()
+    if s.arch == "taylornet":
+        return TaylorTeacher1d(s.width, s.length, loss)
+    if s.arch == "lstm":
+        return LSTMTeacher(s.hidden, s.length, loss)
+    raise ValueError(
+        f"unknown teacher architecture {s.arch!r}; accepted: {', '.join(ARCHITECTURES)}"
+    )
 
 
 def _loss_fn(kind: str):
@@ -218,7 +361,7 @@ def train_teacher(
     if loss == "bce" and not np.isin(y_train, (0.0, 1.0)).all():
         raise ValueError("a BCE teacher needs 0/1 outcomes (use loss='mse' for continuous)")
     torch.manual_seed(s.seed)
-    model = LSTMTeacher(s.hidden, s.length, loss)
+    model = build_teacher(s, loss)
     optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
     loss_fn = _loss_fn(loss)
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
@@ -269,7 +412,7 @@ def train_teacher(
 
 
 def save_teacher(
-    model: LSTMTeacher,
+    model: nn.Module,
     path: str | Path,
     *,
     history: list[dict] | None = None,
@@ -312,7 +455,24 @@ def _reference_state(path: Path) -> dict[str, Tensor]:
     return {k.removeprefix("model."): v for k, v in obj.items()}
 
 
-def load_teacher(path: str | Path, length: int = 40, loss: str | None = None) -> LSTMTeacher:
+def _from_description(arch: dict[str, Any]) -> nn.Module:
+    """The module a saved teacher's ``architecture`` describes (LSTM when it names none)."""
+    kind = arch.get("arch", "lstm")
+    if kind == "taylornet":
+        settings = {
+            k: arch[k] for k in ("order", "quadratic", "rank", "shared", "norm", "readout_order")
+        }
+        return TaylorTeacher1d(
+            int(arch["width"]), int(arch["length"]), str(arch["loss"]), **settings
+        )
+    if kind == "lstm":
+        return LSTMTeacher(int(arch["hidden"]), int(arch["length"]), str(arch["loss"]))
+    raise ValueError(f"unknown teacher architecture {kind!r}; accepted: {', '.join(ARCHITECTURES)}")
+
+
+def load_teacher(
+    path: str | Path, length: int = 40, loss: str | None = None, arch: str | None = None
+) -> nn.Module:
     """Load a teacher: ours (safetensors + JSON) or a reference checkpoint (.pkl/.pt/.pth).
 
     Parameters
@@ -325,6 +485,8 @@ def load_teacher(path: str | Path, length: int = 40, loss: str | None = None) ->
         Trace length of a reference checkpoint (ours record theirs).
     loss : {"mse", "bce"}, optional
         What a reference checkpoint outputs (default ``mse``, the reference's).
+    arch : {"lstm", "taylornet"}, optional
+        Expected architecture (``teacher.arch``); an error if the file holds another.
 
     Raises
     ------
@@ -347,14 +509,16 @@ def load_teacher(path: str | Path, length: int = 40, loss: str | None = None) ->
         state, meta = load_model(path)
         if meta.get("kind") != FORMAT:
             raise ValueError(f"{path}: not a saved molecular-partner teacher")
-        arch = meta["architecture"]
-        model = LSTMTeacher(int(arch["hidden"]), int(arch["length"]), str(arch["loss"]))
+        model = _from_description(meta["architecture"])
         source = path
     else:
         state = _reference_state(path)
         hidden = state["lstm.weight_hh_l0"].shape[1] if "lstm.weight_hh_l0" in state else 20
         model = LSTMTeacher(int(hidden), length, loss or "mse")
         source = path
+    held = meta_arch(model)
+    if arch is not None and held != arch:
+        raise ValueError(f"{source}: holds a {held!r} teacher, expected {arch!r} (teacher.arch)")
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
@@ -364,8 +528,13 @@ def load_teacher(path: str | Path, length: int = 40, loss: str | None = None) ->
         if k in state and state[k].shape != v.shape
     )
     if missing or extra or wrong:
+        what = (
+            f"an LSTM(1 -> {model.hidden}) + Linear({model.hidden}, 1)"
+            if isinstance(model, LSTMTeacher)
+            else f"a {model.label()}"
+        )
         raise ValueError(
-            f"{source}: not an LSTM(1 -> {model.hidden}) + Linear({model.hidden}, 1) teacher"
+            f"{source}: not {what} teacher"
             + (f"; missing {missing}" if missing else "")
             + (f"; unexpected {extra}" if extra else "")
             + (f"; wrong shapes {wrong}" if wrong else "")

@@ -17,7 +17,7 @@ from cosmology.io import read_map, write_map
 from cosmology.pipeline import load_splits
 from cosmology.predict import load_student
 from cosmology.simulate import simulate_dataset
-from cosmology.student import TemplateChi2, check_predictions
+from cosmology.student import TemplateChi2, band_names, check_predictions
 from cosmology.teacher import load_teacher, predict
 from shared.cli import _register_domains, app
 from shared.evaluation import METRICS_COLUMNS, bootstrap_draws, bootstrap_sd, rmse
@@ -162,6 +162,8 @@ def test_metrics_are_complete_finite_and_sensible(run_dir):
         "awd_l1_pooled",
         "awd_gamma0_l1",
         "db5_l1",
+        "awd_taylornet",
+        "db5_taylornet",
     ):
         assert name in methods, name
     assert np.isfinite(m[["value", "sd", "seconds_per_item", "n_parameters"]].to_numpy()).all()
@@ -194,7 +196,9 @@ def _test_files(run_dir) -> list[str]:
     return load_splits(data, cfg, ("test",)).catalogs["test"]["file"].tolist()
 
 
-@pytest.mark.parametrize("method", ["awd", "awd_multiscale_xgboost", "db5_l1_ridge", "roberts"])
+@pytest.mark.parametrize(
+    "method", ["awd", "awd_multiscale_xgboost", "db5_l1_ridge", "roberts", "awd_taylornet"]
+)
 def test_predicting_the_test_split_reproduces_the_evaluation(run_dir, tmp_path, method):
     files = _test_files(run_dir)
     out = tmp_path / "pred.csv"
@@ -209,6 +213,35 @@ def test_predicting_the_test_split_reproduces_the_evaluation(run_dir, tmp_path, 
         pred = table[p].to_numpy()
         assert float(f"{rmse(y[:, j], pred):.6g}") == m.value[method, p]
         assert float(f"{bootstrap_sd(rmse, y[:, j], pred, draws):.6g}") == m.sd[method, p]
+
+
+def test_taylornet_students_terms_and_references(run_dir):
+    sel = json.loads((run_dir / "evaluate" / "selection.json").read_text())["selection"]
+    # the wavelet of the l1-norm ridge student; channels and weight decay from validation
+    assert sel["awd_taylornet"]["wavelet"] == sel["awd_l1_ridge"]["wavelet"]
+    assert sel["awd_taylornet"]["channels"] in (4, 8) and "wavelet" not in sel["db5_taylornet"]
+    val = json.loads((run_dir / "evaluate" / "validation.json").read_text())
+    assert sum(r["method"] == "awd_taylornet" for r in val) == 4  # 2 channels x 2 decays
+    out = run_dir / "evaluate"
+    terms = json.loads((out / "taylornet_terms.json").read_text())
+    assert "PROVISIONAL" in terms["provisional"]
+    assert [(t["method"], t["target"]) for t in terms["students"]] == [
+        (m, p) for m in ("awd_taylornet", "db5_taylornet") for p in ("omega_m", "sigma_8")
+    ]
+    bands = band_names(4)  # 4 levels, 13 bands: cA4, cH4, cV4, cD4, ..., cD1
+    first = terms["students"][0]
+    assert first["bands"] == bands and {e["band"] for e in first["main_effects"]} == set(bands)
+    assert len(first["interactions"]) == 13 * 14 // 2
+    table = pd.read_csv(out / "taylornet_terms.csv", keep_default_na=False)
+    assert set(table.kind) == {"main", "interaction"} and len(table) == 4 * (13 + 91)
+    refs = json.loads((out / "taylornet_references.json").read_text())["students"]
+    arrays = np.load(out / "taylornet_references.npz")
+    for record in refs:
+        assert len(record["classes"]) == 3 and record["chosen_on"] == "validation split"
+        assert record["n_test"] == 24 and record["trivial"]["accuracy"] == pytest.approx(1 / 3)
+        assert 0 <= record["test"]["accuracy"] <= 1
+        for level in record["levels"]:
+            assert arrays[f"{record['method']}.level{level}"].shape == (3, 13, 12)
 
 
 def test_the_default_student_and_the_python_api(run_dir):

@@ -19,7 +19,7 @@ from molecular_partner.tables import write_tracks_table
 from molecular_partner.teacher import LSTMTeacher, load_teacher, save_teacher, train_teacher
 from shared import DWT1d, load_transform
 from shared.cli import _register_domains, app
-from shared.evaluation import n_parameters, r2
+from shared.evaluation import auc, n_parameters, r2
 from shared.sweep import read_grid
 
 _register_domains()
@@ -109,7 +109,7 @@ def test_evaluate_outputs_and_numbers(pipeline):
     metrics = read_metrics(run)
     assert list(metrics.columns) == METRICS_COLUMNS
     methods = {"awd", "awd_gamma0", "teacher", "db5", "awd_xgboost", "hand_features", "train_mean"}
-    assert set(metrics["method"]) == methods
+    assert set(metrics["method"]) == methods | {"awd_taylornet", "db5_taylornet"}
     assert set(metrics["metric"]) == {"r2", "auc", "f1", "accuracy"}
     assert set(metrics["target"]) == {"Y_sig_mean_normalized", "y_consec_thresh"}
     assert metrics[["value", "sd", "seconds_per_item", "n_parameters"]].notna().all().all()
@@ -158,7 +158,32 @@ def test_report_outputs(pipeline):
     assert "| AWD (top-6/scale + OLS) |" in md and "Ablation" in md and "10x faster" in md
 
 
-@pytest.mark.parametrize("method", ["awd", "awd_xgboost", "hand_features", "db5"])
+def test_taylornet_students_terms_and_references(pipeline):
+    out = pipeline / "run" / "evaluate"
+    info = json.loads((out / "methods.json").read_text())
+    for kind in ("regression", "binary"):
+        record = info["methods"]["awd_taylornet"][kind]
+        assert record["wavelet"] == info["chosen"][kind]["awd"] and record["channels"] in (4, 8)
+        assert info["methods"]["db5_taylornet"][kind]["wavelet"] == "db5"
+    sel = pd.read_csv(out / "selection.csv")
+    assert sel["wavelet"].str.contains("taylornet").sum() == 2 * 2 * 4  # 2 methods x 2 outcomes
+    terms = json.loads((out / "taylornet_terms.json").read_text())["students"]
+    assert [(t["method"], t["outcome"]) for t in terms] == [
+        (m, k) for k in ("regression", "binary") for m in ("awd_taylornet", "db5_taylornet")
+    ]
+    assert {e["band"] for e in terms[0]["main_effects"]} == {"cA4", "cD4", "cD3", "cD2", "cD1"}
+    assert len(terms[0]["interactions"]) == 15
+    refs = json.loads((out / "taylornet_references.json").read_text())["students"]
+    assert [r["method"] for r in refs] == ["awd_taylornet", "db5_taylornet"]
+    arrays = np.load(out / "taylornet_references.npz")
+    for record in refs:
+        assert record["class_names"] == ["not recruited", "recruited"]
+        assert record["levels"] == [1, 2, 3, 4]  # 6 ranks padded to 8: 3 levels, then the output
+        assert 0 <= record["test"]["accuracy"] <= 1 and 0 <= record["trivial"]["accuracy"] <= 1
+        assert arrays[f"{record['method']}.level1"].shape == (2, 5, 6)
+
+
+@pytest.mark.parametrize("method", ["awd", "awd_xgboost", "hand_features", "db5", "awd_taylornet"])
 def test_predicting_the_test_cells_reproduces_the_evaluation(pipeline, tmp_path, method):
     tracks = load_tracks([pipeline / "sim" / "tracks.parquet"])
     test_tracks = tracks[tracks["cell"] == "cell4"]
@@ -177,6 +202,8 @@ def test_predicting_the_test_cells_reproduces_the_evaluation(pipeline, tmp_path,
     metrics = read_metrics(pipeline / "run" / "evaluate").set_index(["method", "metric"])
     y = merged["Y_sig_mean_normalized"].to_numpy()
     assert float(f"{r2(y, merged['auxilin_score'].to_numpy()):.6g}") == metrics.value[method, "r2"]
+    y_bin, prob = merged["y_consec_thresh"].to_numpy(), merged["recruitment_probability"]
+    assert float(f"{auc(y_bin, prob.to_numpy()):.6g}") == metrics.value[method, "auc"]
 
 
 def test_predict_defaults_and_refusals(pipeline, tmp_path):
