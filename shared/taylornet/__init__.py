@@ -30,6 +30,10 @@ The design:
   calls these methods.
 - :class:`TaylorReferences`: per-class reference inputs at every level, learned with the
   network frozen; classification by the nearest reference embedding.
+- :mod:`shared.taylornet.student` (imported on its own): the domains' students, a
+  TaylorNet on feature vectors laid out as (bands, positions), saved through
+  :mod:`shared.students`; their band main effects and interactions, and their class
+  references scored beside trivial classifiers.
 
 Examples
 --------
