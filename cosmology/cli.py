@@ -18,6 +18,8 @@ from shared.commands import (
     RUN_OPTION,
     SET_OPTION,
     Domain,
+    add_run_commands,
+    check_out_folder,
     fail,
     user_errors,
 )
@@ -58,12 +60,7 @@ def _check_simulate_options(out: Path, counts: dict, amounts: dict) -> None:
         if not ok:
             rule = f">= {bound:g}" if inclusive else f"> {bound:g}"
             fail(f"{option} must be {rule}, got {value:g}")
-    for folder in (out, *out.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                where = "" if folder == out else f" ({folder} is a file)"
-                fail(f"--out {out} is not a folder{where}")
-            break
+    check_out_folder(out)
 
 
 @app.command()
@@ -160,66 +157,20 @@ def train_teacher_cmd(
     )
 
 
-@app.command("distill")
-def distill_cmd(
-    run: Path = RUN_OPTION,
-    overrides: list[str] | None = SET_OPTION,
-    workers: int = typer.Option(1, min=1, help="Parallel chains (processes)."),
-    force: bool = FORCE_OPTION,
-) -> None:
-    """Distil the lambda x gamma grid of wavelets from the run's frozen teacher (TRIM).
-
-    Finished points made with the same settings are kept: rerunning the command resumes an
-    interrupted grid; points made with other settings are refused unless --force.
-    """
-    from cosmology.pipeline import open_run, run_distill
-    from shared.sweep import Engine
-
-    with user_errors():
-        run_dir, cfg = open_run(run, overrides or [], "distill")
-        records = run_distill(
-            run_dir, cfg, engine=Engine(workers=workers), overrides=overrides or [], force=force
-        )
-    typer.echo(f"{len(records)} wavelets distilled -> {run / 'distill'}")
-
-
-@app.command("evaluate")
-def evaluate_cmd(
-    run: Path = RUN_OPTION,
-    overrides: list[str] | None = SET_OPTION,
-    force: bool = FORCE_OPTION,
-) -> None:
-    """Fit the students and baselines, select on validation, score on test, save them."""
-    from cosmology.evaluate import run_evaluate
-    from cosmology.pipeline import open_run
-    from cosmology.report import headline
-
-    with user_errors():
-        run_dir, cfg = open_run(run, overrides or [], "evaluate")
-        metrics = run_evaluate(run_dir, cfg, force=force)
-        head = headline(run_dir.root)
-    typer.echo(f"{metrics.method.nunique()} methods scored -> {run / 'evaluate' / 'metrics.csv'}")
-    typer.echo(f"students saved -> {run / 'students'}")
-    typer.echo("")
-    typer.echo(head.terminal())
-    for warning in head.warnings:
-        typer.echo(f"warning: {warning}", err=True)
-    typer.echo(f"next: awd cosmology report --run {run}")
-
-
-@app.command("report")
-def report_cmd(
-    run: Path = RUN_OPTION,
-    out: Path | None = typer.Option(None, help="Output folder (default RUN/report)."),
-) -> None:
-    """Write the self-contained HTML report and its PNG figures from saved results."""
-    from cosmology.evaluate import require_fresh_evaluation
-    from cosmology.report import write_report
-
-    with user_errors():
-        require_fresh_evaluation(run)
-        path = write_report(run, out)
-    typer.echo(f"report -> {path}")
+add_run_commands(
+    app,
+    command="cosmology",
+    package="cosmology",
+    docs={
+        "distill": (
+            "Distil the lambda x gamma grid of wavelets from the run's frozen teacher (TRIM)."
+        ),
+        "evaluate": (
+            "Fit the students and baselines, select on validation, score on test, save them."
+        ),
+        "report": "Write the self-contained HTML report and its PNG figures from saved results.",
+    },
+)
 
 
 @app.command("predict")
@@ -364,9 +315,7 @@ def _peak_histogram_figure(table_path: Path, out: Path) -> list[Path]:
             ax.set_title(f"AWD {kernel} kernel")
             ax.set_xlabel("filtered convergence at the peak")
         axes[0].set_ylabel("mean peaks per map")
-        fig.colorbar(
-            plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="$\\Omega_m$"
-        )
+        fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="$\\Omega_m$")
         return save_figure(fig, out, "cosmology_peak_histograms", table)
 
 

@@ -18,6 +18,8 @@ from shared.commands import (
     RUN_OPTION,
     SET_OPTION,
     Domain,
+    add_run_commands,
+    check_out_folder,
     fail,
     user_errors,
 )
@@ -34,16 +36,6 @@ app = typer.Typer(
 logger = logging.getLogger(__name__)
 
 
-def _check_out_folder(out: Path) -> None:
-    """Refuse an ``--out`` that is (or lies under) a file, before any work."""
-    for folder in (out, *out.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                where = "" if folder == out else f" ({folder} is a file)"
-                fail(f"--out {out} is not a folder{where}")
-            return
-
-
 @app.command()
 def simulate(
     out: Path = typer.Option(..., help="Output folder."),
@@ -57,7 +49,7 @@ def simulate(
     """Simulate cells: TCYX movies, ground truth and ideal-tracker tracks."""
     from molecular_partner.simulate import SimulationConfig, simulate_cells
 
-    _check_out_folder(out)
+    check_out_folder(out)
     if n_cells < 1:
         fail(f"--n-cells must be >= 1, got {n_cells}")
     with user_errors():
@@ -259,7 +251,7 @@ def build_dataset_cmd(
     )
     from molecular_partner.tables import write_tracks_table
 
-    _check_out_folder(out)
+    check_out_folder(out)
     try:
         if awd_table:
             if len(inputs) != 1:
@@ -324,66 +316,18 @@ def train_teacher_cmd(
     typer.echo(f"teachers trained: {'; '.join(parts)} -> {run / 'teacher'}")
 
 
-@app.command("distill")
-def distill_cmd(
-    run: Path = RUN_OPTION,
-    overrides: list[str] | None = SET_OPTION,
-    workers: int = typer.Option(1, min=1, help="Parallel chains (processes)."),
-    force: bool = FORCE_OPTION,
-) -> None:
-    """Distil wavelets through the regression teacher over the lambda x gamma grid.
-
-    Finished points made with the same settings are kept: rerunning the command resumes an
-    interrupted grid; points made with other settings are refused unless --force.
-    """
-    from molecular_partner.pipeline import open_run, run_distill
-    from shared.sweep import Engine
-
-    with user_errors():
-        run_dir, cfg = open_run(run, overrides or [], "distill")
-        records = run_distill(
-            run_dir, cfg, engine=Engine(workers=workers), overrides=overrides or [], force=force
-        )
-    typer.echo(f"{len(records)} wavelets distilled -> {run / 'distill'}")
-
-
-@app.command("evaluate")
-def evaluate_cmd(
-    run: Path = RUN_OPTION,
-    overrides: list[str] | None = SET_OPTION,
-    force: bool = FORCE_OPTION,
-) -> None:
-    """Select students by grouped CV on training cells; score them on the test cells."""
-    from molecular_partner.evaluate import run_evaluate
-    from molecular_partner.pipeline import open_run
-    from molecular_partner.report import headline
-
-    with user_errors():
-        run_dir, cfg = open_run(run, overrides or [], "evaluate")
-        metrics = run_evaluate(run_dir, cfg, force=force)
-        head = headline(run_dir.root)
-    typer.echo(f"{metrics.method.nunique()} methods scored -> {run / 'evaluate' / 'metrics.csv'}")
-    typer.echo(f"students saved -> {run / 'students'}")
-    typer.echo("")
-    typer.echo(head.terminal())
-    for warning in head.warnings:
-        typer.echo(f"warning: {warning}", err=True)
-    typer.echo(f"next: awd molecular-partner report --run {run}")
-
-
-@app.command("report")
-def report_cmd(
-    run: Path = RUN_OPTION,
-    out: Path | None = typer.Option(None, help="Output folder (default: RUN/report)."),
-) -> None:
-    """Write the HTML report, its PNGs and the Markdown results table."""
-    from molecular_partner.evaluate import require_fresh_evaluation
-    from molecular_partner.report import write_report
-
-    with user_errors():
-        require_fresh_evaluation(run)
-        path = write_report(run, out)
-    typer.echo(f"report -> {path}")
+add_run_commands(
+    app,
+    command="molecular-partner",
+    package="molecular_partner",
+    docs={
+        "distill": "Distil wavelets through the regression teacher over the lambda x gamma grid.",
+        "evaluate": (
+            "Select students by grouped CV on training cells; score them on the test cells."
+        ),
+        "report": "Write the HTML report, its PNGs and the Markdown results table.",
+    },
+)
 
 
 @app.command("predict")

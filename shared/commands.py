@@ -40,6 +40,8 @@ __all__ = [
     "RUN_OPTION",
     "SET_OPTION",
     "Domain",
+    "add_run_commands",
+    "check_out_folder",
     "discover_domains",
     "fail",
     "user_errors",
@@ -138,3 +140,117 @@ def display_path(path: str | Path, base: Path) -> str:
         return str(Path(path).resolve().relative_to(base.resolve()))
     except ValueError:
         return str(path)
+
+
+def check_out_folder(out: Path) -> None:
+    """Refuse an ``--out`` that is (or lies under) a file, before any work.
+
+    Examples
+    --------
+    >>> check_out_folder(Path("a/new/folder"))  # a folder still to be made is fine
+    """
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                where = "" if folder == out else f" ({folder} is a file)"
+                fail(f"--out {out} is not a folder{where}")
+            return
+
+
+_STEP_NOTES = {
+    "distill": "\n\nFinished points made with the same settings are kept: rerunning the command "
+    "resumes an interrupted grid; points made with other settings are refused unless --force.",
+}
+
+
+def add_run_commands(
+    app: Any,
+    *,
+    command: str,
+    package: str,
+    docs: dict[str, str],
+) -> None:
+    """Add the ``distill``, ``evaluate`` and ``report`` commands of a domain to ``app``.
+
+    The three steps work the same way in every domain: they open the run directory named
+    by ``--run``, check the step's ``--set`` overrides, run the step and print what it
+    wrote. The domain's package provides ``pipeline.open_run`` / ``pipeline.run_distill``,
+    ``evaluate.run_evaluate`` / ``evaluate.require_fresh_evaluation`` and
+    ``report.headline`` / ``report.write_report``; they are imported when a command runs,
+    so ``awd --help`` stays fast.
+
+    Parameters
+    ----------
+    app : typer.Typer
+        The domain's command group.
+    command : str
+        Its name on the command line (``cosmology``), for the "next:" hint.
+    package : str
+        The domain's Python package (``cosmology``).
+    docs : dict
+        The help text of each command, by ``distill``, ``evaluate`` and ``report``.
+
+    Examples
+    --------
+    >>> app = typer.Typer()
+    >>> add_run_commands(app, command="demo", package="demo",
+    ...                  docs={"distill": "d", "evaluate": "e", "report": "r"})
+    >>> sorted(c.name for c in app.registered_commands)
+    ['distill', 'evaluate', 'report']
+    """
+    from importlib import import_module
+
+    def module(name: str) -> Any:
+        return import_module(f"{package}.{name}")
+
+    def distill_cmd(
+        run: Path = RUN_OPTION,
+        overrides: list[str] | None = SET_OPTION,
+        workers: int = typer.Option(1, min=1, help="Parallel chains (processes)."),
+        force: bool = FORCE_OPTION,
+    ) -> None:
+        from shared.sweep import Engine
+
+        pipeline = module("pipeline")
+        with user_errors():
+            run_dir, cfg = pipeline.open_run(run, overrides or [], "distill")
+            records = pipeline.run_distill(
+                run_dir, cfg, engine=Engine(workers=workers), overrides=overrides or [], force=force
+            )
+        typer.echo(f"{len(records)} wavelets distilled -> {run / 'distill'}")
+
+    def evaluate_cmd(
+        run: Path = RUN_OPTION,
+        overrides: list[str] | None = SET_OPTION,
+        force: bool = FORCE_OPTION,
+    ) -> None:
+        with user_errors():
+            run_dir, cfg = module("pipeline").open_run(run, overrides or [], "evaluate")
+            metrics = module("evaluate").run_evaluate(run_dir, cfg, force=force)
+            head = module("report").headline(run_dir.root)
+        typer.echo(
+            f"{metrics.method.nunique()} methods scored -> {run / 'evaluate' / 'metrics.csv'}"
+        )
+        typer.echo(f"students saved -> {run / 'students'}")
+        typer.echo("")
+        typer.echo(head.terminal())
+        for warning in head.warnings:
+            typer.echo(f"warning: {warning}", err=True)
+        typer.echo(f"next: awd {command} report --run {run}")
+
+    def report_cmd(
+        run: Path = RUN_OPTION,
+        out: Path | None = typer.Option(None, help="Output folder (default: RUN/report)."),
+    ) -> None:
+        with user_errors():
+            module("evaluate").require_fresh_evaluation(run)
+            path = module("report").write_report(run, out)
+        typer.echo(f"report -> {path}")
+
+    for name, body in (
+        ("distill", distill_cmd),
+        ("evaluate", evaluate_cmd),
+        ("report", report_cmd),
+    ):
+        body.__doc__ = docs[name] + _STEP_NOTES.get(name, "")
+        app.command(name)(body)
