@@ -46,7 +46,13 @@ from shared.runs import (
     save_transform,
     write_json,
 )
-from shared.sweep import WAVELET, Engine, final_validation_loss, run_distill_step
+from shared.sweep import (
+    WAVELET,
+    Engine,
+    distill_provenance,
+    final_validation_loss,
+    run_distill_step,
+)
 
 __all__ = [
     "SPLITS",
@@ -395,15 +401,9 @@ class DistillTask:
         self.x_train, self.x_val = distill_inputs(splits, cfg.distill)
         self.teacher = load_teacher(teacher_path(run), n_pix=splits.n_pix, arch=cfg.teacher.arch)
         self.progress = progress
-        # What every point is made from (compared before a finished point is reused).
-        point_settings = {
-            k: v for k, v in asdict(cfg.distill).items() if k not in ("lambdas", "gammas")
-        }
-        self.provenance = {
-            "distill": point_settings,
-            "teacher": fingerprint(teacher_path(run).with_suffix(".safetensors")),
-            "data": run.data_fingerprint,
-        }
+        self.provenance = distill_provenance(
+            run, cfg.distill, teacher_path(run).with_suffix(".safetensors")
+        )
 
     def run_point(
         self, weights: PenaltyWeights, warm_start: Path | None, out: Path

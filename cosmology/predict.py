@@ -32,11 +32,11 @@ from cosmology.data import block_average, npz_images
 from cosmology.io import read_map
 from cosmology.noise import smooth_map
 from cosmology.student import STUDENT_CLASSES, MapStudent
-from shared.runs import RunDir, atomic_write
-from shared.students import choose_student, read_student_index
+from shared.runs import atomic_write
 from shared.students import load_student as _load_saved
+from shared.students import saved_student
 
-__all__ = ["RunStudent", "list_students", "load_student", "predict_files", "read_maps"]
+__all__ = ["RunStudent", "load_student", "predict_files", "read_maps"]
 
 logger = logging.getLogger(__name__)
 
@@ -180,11 +180,6 @@ class RunStudent:
         return table
 
 
-def list_students(run_dir: str | os.PathLike) -> dict:
-    """The run's saved students (``students/index.json``): ``default`` and ``students``."""
-    return read_student_index(RunDir.open(run_dir, DOMAIN).root, "awd cosmology evaluate")
-
-
 def load_student(run_dir: str | os.PathLike, method: str | None = None) -> RunStudent:
     """The saved student ``method`` of a run (default: the AWD student selected on validation).
 
@@ -195,9 +190,7 @@ def load_student(run_dir: str | os.PathLike, method: str | None = None) -> RunSt
     ...
     ValueError: ...not/a/run: not a run directory (run.json is missing)
     """
-    run = RunDir.open(run_dir, DOMAIN)
-    index = list_students(run.root)
-    name = choose_student(index, method, run.root)
+    run, _, name = saved_student(run_dir, DOMAIN, method)
     student, _ = _load_saved(run.root / "students" / name, STUDENT_CLASSES)
     cfg: RunConfig = load_config(run.config_path)
     return RunStudent(student, cfg.data.block, cfg.data.smoothing_arcmin)

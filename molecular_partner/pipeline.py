@@ -56,7 +56,13 @@ from shared.runs import (
     save_transform,
     write_json,
 )
-from shared.sweep import WAVELET, Engine, final_validation_loss, run_distill_step
+from shared.sweep import (
+    WAVELET,
+    Engine,
+    distill_provenance,
+    final_validation_loss,
+    run_distill_step,
+)
 
 __all__ = [
     "TRACE",
@@ -393,15 +399,9 @@ class DistillTask:
         )
         self.settings = cfg.distill
         self.progress = progress
-        # What every point is made from (compared before a finished point is reused).
-        point_settings = {
-            k: v for k, v in asdict(cfg.distill).items() if k not in ("lambdas", "gammas")
-        }
-        self.provenance = {
-            "distill": point_settings,
-            "teacher": fingerprint(teacher_path(run).with_suffix(".safetensors")),
-            "data": run.data_fingerprint,
-        }
+        self.provenance = distill_provenance(
+            run, cfg.distill, teacher_path(run).with_suffix(".safetensors")
+        )
         with torch.no_grad():
             self.teacher(self.x[:1])  # a trace length the teacher refuses fails here
 

@@ -27,11 +27,11 @@ import pandas as pd
 from molecular_partner.config import DOMAIN
 from molecular_partner.data import load_tracks, preparation_rules, prepare_tracks
 from molecular_partner.student import STUDENT_CLASSES, TraceStudent
-from shared.runs import RunDir, atomic_write
-from shared.students import choose_student, read_student_index
+from shared.runs import atomic_write
 from shared.students import load_student as _load_saved
+from shared.students import saved_student
 
-__all__ = ["RunStudent", "list_students", "load_student", "predict_files"]
+__all__ = ["RunStudent", "load_student", "predict_files"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,11 +91,6 @@ class RunStudent:
         return self.predict(kept), dropped
 
 
-def list_students(run_dir: str | os.PathLike) -> dict:
-    """The run's saved students (``students/index.json``): ``default`` and ``students``."""
-    return read_student_index(RunDir.open(run_dir, DOMAIN).root, "awd molecular-partner evaluate")
-
-
 def load_student(run_dir: str | os.PathLike, method: str | None = None) -> RunStudent:
     """The saved students of ``method`` (default: the AWD student selected by grouped CV).
 
@@ -106,9 +101,7 @@ def load_student(run_dir: str | os.PathLike, method: str | None = None) -> RunSt
     ...
     ValueError: ...not/a/run: not a run directory (run.json is missing)
     """
-    run = RunDir.open(run_dir, DOMAIN)
-    index = list_students(run.root)
-    name = choose_student(index, method, run.root)
+    run, index, name = saved_student(run_dir, DOMAIN, method)
     students = {}
     for kind in index["students"][name]:
         student, _ = _load_saved(run.root / "students" / name / kind, STUDENT_CLASSES)

@@ -58,6 +58,7 @@ __all__ = [
     "load_student",
     "read_student_index",
     "save_student",
+    "saved_student",
 ]
 
 STUDENT_FORMAT = "awd-student"
@@ -407,6 +408,28 @@ def read_student_index(root: str | os.PathLike, command: str) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"{root}: no saved students; run '{command}' first")
     return json.loads(path.read_text())
+
+
+def saved_student(
+    run_dir: str | os.PathLike, domain: str, method: str | None = None
+) -> tuple[Any, dict[str, Any], str]:
+    """The run (opened as ``domain``), its students' index and the student to use.
+
+    ``method`` names a saved student; without it, the run's default (the AWD student
+    its evaluation selected). Errors name the run and the way forward.
+
+    Examples
+    --------
+    >>> saved_student("not/a/run", "cosmology")
+    Traceback (most recent call last):
+    ...
+    ValueError: ...not/a/run: not a run directory (run.json is missing)
+    """
+    from shared.runs import RunDir
+
+    run = RunDir.open(run_dir, domain)
+    index = read_student_index(run.root, f"awd {domain} evaluate")
+    return run, index, choose_student(index, method, run.root)
 
 
 def choose_student(index: Mapping[str, Any], method: str | None, root: Any) -> str:

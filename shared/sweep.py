@@ -67,6 +67,7 @@ __all__ = [
     "SweepTask",
     "TaskSpec",
     "check_ray_address",
+    "distill_provenance",
     "final_validation_loss",
     "grid_progress_bar",
     "point_name",
@@ -672,6 +673,30 @@ def final_validation_loss(history: Sequence[Mapping[str, float]]) -> float:
     return float("nan") if loss is None else float(loss)
 
 
+def distill_provenance(run: Any, settings: Any, teacher: Path) -> dict[str, Any]:
+    """What every point of a run's distill grid is made from (compared before reuse).
+
+    The distill settings but the grid's values (a grid with new values only adds
+    points), the teacher's and the data's fingerprints.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> from shared.distill import DistillConfig
+    >>> run = SimpleNamespace(data_fingerprint="abc")
+    >>> sorted(distill_provenance(run, DistillConfig(), Path("missing")))
+    ['data', 'distill', 'teacher']
+    """
+    from dataclasses import asdict
+
+    grid_values = ("lambdas", "gammas")
+    return {
+        "distill": {k: v for k, v in asdict(settings).items() if k not in grid_values},
+        "teacher": fingerprint(teacher) if Path(teacher).exists() else None,
+        "data": run.data_fingerprint,
+    }
+
+
 def run_distill_step(
     run: Any,
     settings: Any,
@@ -726,7 +751,7 @@ def run_distill_step(
     spec = TaskSpec(task_factory, {"run": str(run.root), "overrides": list(overrides)})
     inputs = {"data": run.check_data(), "teacher": fingerprint(teacher)}
     settings_dict = asdict(settings)
-    point_settings = {k: v for k, v in settings_dict.items() if k not in ("lambdas", "gammas")}
+    point_settings = distill_provenance(run, settings, teacher)["distill"]
     with run.step(
         "distill",
         {"distill": settings_dict},

@@ -376,3 +376,38 @@ def test_the_same_seed_gives_byte_identical_files(mp_data, tmp_path):
     cols = [c for c in a.columns if c != "seconds_per_item"]
     assert a[cols].to_csv(index=False) == b[cols].to_csv(index=False)
     np.testing.assert_array_equal(a.value, b.value)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_killed_ray_worker_is_retried_and_the_sweep_completes(tmp_path):
+    """Issue [runs] 4: a Ray worker killed mid-sweep; its trial is retried."""
+    import threading
+
+    out = tmp_path / "ray"
+    events = out / "events.jsonl"
+    killed: list[int] = []
+
+    def killer() -> None:
+        deadline = time.time() + 600
+        while time.time() < deadline and not killed:
+            if events.exists():
+                lines = [json.loads(x) for x in events.read_text().splitlines()]
+                finished = [e for e in lines if e["event"] == "finish"]
+                if finished:
+                    pid = finished[0]["pid"]
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    base = {**TINY_SIM, "distill": {"epochs": 6, "batch_size": 64}}
+    cfg = SweepConfig(domain="simulation", l1_coeffs=(1e-5, 1e-4), l1_attr=(0.0, 0.1, 1.0),
+                      base=base, engine="ray", workers=2, max_failures=2)  # fmt: skip
+    result = run_sweep(cfg, SIM, out)
+    thread.join(timeout=1)
+    assert killed, "no worker was killed"
+    assert len(result["points"]) == 6 and len(list(out.glob("*/point.json"))) == 6
+    starts = [json.loads(x) for x in events.read_text().splitlines()]
+    assert any(e["pid"] != killed[0] for e in starts if e["event"] == "start")
