@@ -56,7 +56,11 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/cosmology"), help="Maps and runs.")
     ap.add_argument("--results", type=Path, default=Path("results/cosmology"))
     ap.add_argument("--results-name", default=None, help="Folder under --results (default --name).")
-    ap.add_argument("--force-evaluate", action="store_true", help="Re-evaluate a finished run.")
+    ap.add_argument(
+        "--force",
+        action="store_true",
+        help="Redo the steps whose settings changed, removing results made from the old ones.",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1, help="Simulation processes.")
     ap.add_argument(
@@ -112,18 +116,11 @@ def main() -> None:
     times["teacher"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
-    run_distill(run, cfg, splits=splits)
+    run_distill(run, cfg, splits=splits, force=args.force)
     times["distill"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
-    metrics = run_dir / "evaluate" / "metrics.csv"
-    grid = run_dir / "distill" / "grid.json"
-    if (
-        args.force_evaluate
-        or not metrics.exists()
-        or metrics.stat().st_mtime < grid.stat().st_mtime
-    ):
-        run_evaluate(run, cfg, splits=splits)
+    run_evaluate(run, cfg, splits=splits, force=args.force)
     times["evaluate"] = time.perf_counter() - tic
 
     tic = time.perf_counter()

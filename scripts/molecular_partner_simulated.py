@@ -65,6 +65,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="Tiny settings, for a smoke run.")
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="Redo the steps whose settings changed, removing results made from the old ones.",
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -100,8 +105,8 @@ def main() -> None:
     run, cfg = start_run(work / "run", work / "data", CONFIG, overrides)
     if run.read_step("teacher") is None:
         run_train_teacher(run, cfg)
-    run_distill(run, cfg)
-    run_evaluate(run, cfg)
+    run_distill(run, cfg, force=args.force)
+    run_evaluate(run, cfg, force=args.force)
     write_report(run.root)
 
     out = args.out
