@@ -5,12 +5,13 @@ documents are written beside ``interpretation.json``:
 
 - ``cd_scales.json``: TRIM + CD scores (:func:`shared.interpret.trim_cd`) of every level of
   the interpreted wavelet (the selected AWD wavelet, as in ``interpretation.json``) and of
-  every Fourier annulus (the same log-spaced annuli), for Omega_m and sigma_8, on the first
+  every Fourier annulus (the same log-spaced annuli), for Omega_m and sigma_8, on
   ``evaluate.n_attr_maps`` test maps, in float64. Each group's row carries its scale in
   cycles per pixel, multipoles ``ell = 2 pi f / pixel`` and wavelengths in arcmin
   (:func:`shared.interpret.wavelet_scales` / :func:`~shared.interpret.fourier_scales`);
   the scores are in the teacher's output units (standardised parameters), and for every
-  group ``rel + rest = output`` (the conservation error is stored).
+  group ``rel + rest = output`` (the conservation error is stored). The maps are spread
+  evenly over the test split, which is ordered by cosmology.
 - ``acd_examples.json``: agglomerative CD hierarchies (:func:`shared.interpret.acd_hierarchy`)
   of ``evaluate.n_acd_examples`` test maps over tiles of the interpreted wavelet's
   coefficients (at most ``evaluate.acd_tiles`` per side of the finest band), for both
@@ -58,7 +59,7 @@ from shared.runs import write_json
 if TYPE_CHECKING:
     from cosmology.evaluate import Context
 
-__all__ = ["EXPLANATION_FILES", "explain", "fourier_edges", "write_explanations"]
+__all__ = ["EXPLANATION_FILES", "explain", "fourier_edges", "spread", "write_explanations"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +78,22 @@ def fourier_edges(n_pix: int, n_bands: int) -> np.ndarray:
     Examples
     --------
     >>> e = fourier_edges(64, 4)
-    >>> len(e), e[0], round(float(e[-1]), 3)
+    >>> len(e), float(e[0]), round(float(e[-1]), 3)
     (5, 0.0, 0.707)
     """
     return np.concatenate([[0.0], np.geomspace(1.5 / n_pix, np.sqrt(2) / 2 + 1e-9, n_bands)])
+
+
+def spread(n: int, k: int) -> np.ndarray:
+    """``min(k, n)`` indices evenly spread over ``range(n)`` (the test split is ordered by
+    cosmology: the first maps would all come from one or two).
+
+    Examples
+    --------
+    >>> spread(10, 4).tolist(), spread(3, 8).tolist()
+    ([0, 3, 6, 9], [0, 1, 2])
+    """
+    return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))
 
 
 def _teacher(ctx: Context) -> nn.Module:
@@ -90,7 +103,8 @@ def _teacher(ctx: Context) -> nn.Module:
 def cd_scales(ctx: Context, transform: Any, wavelet: str) -> dict[str, Any]:
     """The ``cd_scales.json`` document (see the module docstring)."""
     e = ctx.cfg.evaluate
-    x = ctx.maps("test")[: e.n_attr_maps, None].double()
+    test = ctx.maps("test")
+    x = test[torch.as_tensor(spread(test.shape[0], e.n_attr_maps)), None].double()
     teacher, transform = _teacher(ctx), copy.deepcopy(transform).double()
     pixel = ctx.splits.pixel_arcmin
     with torch.no_grad():
@@ -107,7 +121,7 @@ def cd_scales(ctx: Context, transform: Any, wavelet: str) -> dict[str, Any]:
         "targets": list(PARAMETERS),
         "n_pix": ctx.splits.n_pix,
         "pixel_arcmin": pixel,
-        "maps": f"the first {x.shape[0]} test maps",
+        "maps": f"{x.shape[0]} test maps evenly spread over the test split",
         "wavelet": {
             "point": wavelet,
             "levels": transform.levels,
@@ -176,7 +190,8 @@ def _attributions(transform: Any, bands: FourierBands2d, levels: list) -> dict[s
 def reality_document(ctx: Context, transform: Any, wavelet: str) -> dict[str, Any]:
     """The ``reality_checks.json`` document (see the module docstring)."""
     e = ctx.cfg.evaluate
-    x = ctx.maps("test")[: e.reality_check_items, None].double()
+    test = ctx.maps("test")
+    x = test[torch.as_tensor(spread(test.shape[0], e.reality_check_items)), None].double()
     teacher, transform = _teacher(ctx), copy.deepcopy(transform).double()
     with torch.no_grad():
         levels = level_groups(transform(x[:1]))
@@ -208,7 +223,7 @@ def reality_document(ctx: Context, transform: Any, wavelet: str) -> dict[str, An
     return {
         "wavelet": wavelet,
         "units": UNITS,
-        "items": f"the first {x.shape[0]} test maps",
+        "items": f"{x.shape[0]} test maps evenly spread over the test split",
         "label_teacher": {
             "epochs": settings.epochs,
             "targets": "training targets permuted across maps (seed = teacher.seed)",

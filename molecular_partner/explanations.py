@@ -180,7 +180,9 @@ def reality_document(ctx: Context, awd: Any, settings: TeacherSettings) -> dict[
     """The ``reality_checks.json`` document (see the module docstring)."""
     s = ctx.s
     teacher = _double(ctx.teachers["regression"])
-    x = torch.from_numpy(ctx.x_te[: s.reality_check_items])[:, None, :].double()
+    n = len(ctx.x_te)
+    pick = np.unique(np.linspace(0, n - 1, min(s.reality_check_items, n)).round().astype(int))
+    x = torch.from_numpy(ctx.x_te[pick])[:, None, :].double()
     attributions: dict[str, Any] = {}
     for label, transform in (("awd", awd), ("db5", ctx.transforms["db5"])):
         transform = _double(transform)
@@ -214,7 +216,7 @@ def reality_document(ctx: Context, awd: Any, settings: TeacherSettings) -> dict[
     )
     return {
         "target": OUTCOMES["regression"],
-        "items": f"the first {x.shape[0]} test traces",
+        "items": f"{x.shape[0]} test traces evenly spread over the test split",
         "label_teacher": {
             "epochs": budget.epochs,
             "targets": "training outcomes permuted across traces (seed = teacher.seed)",

@@ -524,7 +524,14 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
     what = {"cosmology": ("omega_m", "Omega_m RMSE"), "molecular_partner": ("y", "auxilin RMSE")}
     for domain, res in results.items():
         key, label = what[domain]
-        lines += [f"## {domain}", "", f"Split: {res['data']['split']}.", ""]
+        d = res["data"]
+        sizes = "/".join(str(d[k]) for k in ("n_train", "n_fit", "n_val", "n_test") if k in d)
+        lines += [
+            f"## {domain}",
+            "",
+            f"Split: {d['split']} ({sizes} items); scored: the {res['scored_split']} split.",
+            "",
+        ]
         for name, decoy in res["decoys"].items():
             for s in decoy["seeds"]:
                 lines += _seed_table(name, decoy, s, res["weight_grid"], key, label)
@@ -595,11 +602,12 @@ def main() -> None:
         res["environment"] = environment_info(args.seeds[0])
         write_json(args.out / f"decoy_{domain}.json", res)
         results[domain] = res
-    for domain in experiments:
+    ordered = {}
+    for domain in experiments:  # both domains in one file, in a fixed order
         path = args.out / f"decoy_{domain}.json"
-        if domain not in results and path.exists():
-            results[domain] = json.loads(path.read_text())
-    (args.out / "decoy.md").write_text(markdown(results))
+        if domain in results or path.exists():
+            ordered[domain] = results.get(domain) or json.loads(path.read_text())
+    (args.out / "decoy.md").write_text(markdown(ordered))
     logger.info("written to %s", args.out)
 
 

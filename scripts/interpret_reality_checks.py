@@ -107,11 +107,14 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "interpret_reality_checks")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "interpret")
     parser.add_argument("--quick", action="store_true", help="The quick demo sizes.")
+    parser.add_argument(
+        "--domain", choices=("cosmology", "molecular_partner", "both"), default="both"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(1)
-    docs = {}
-    for domain in ("cosmology", "molecular_partner"):
+    domains = ("cosmology", "molecular_partner")
+    for domain in domains if args.domain == "both" else (args.domain,):
         tic = time.perf_counter()
         run_dir = _demo(domain, args.work / domain, args.quick)
         settings = _evaluate_with_checks(domain, run_dir)
@@ -123,7 +126,7 @@ def main() -> None:
         write_json(
             out / "run.json",
             {
-                "command": "python scripts/interpret_reality_checks.py"
+                "command": f"python scripts/interpret_reality_checks.py --domain {domain}"
                 + (" --quick" if args.quick else ""),
                 "run": f"the {'quick ' if args.quick else ''}demo run of awd demo, evaluated "
                 "again with evaluate.reality_checks=true",
@@ -132,7 +135,11 @@ def main() -> None:
                 "environment": environment_info(0),
             },
         )
-        docs[domain] = json.loads((out / "reality_checks.json").read_text())
+    docs = {
+        d: json.loads((args.out / d / "reality_checks.json").read_text())
+        for d in domains
+        if (args.out / d / "reality_checks.json").is_file()
+    }
     (args.out / "reality_checks.md").write_text(markdown(docs))
     logger.info("written to %s", args.out)
 

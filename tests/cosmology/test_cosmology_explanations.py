@@ -9,7 +9,7 @@ import torch
 
 from cosmology.config import load_config
 from cosmology.evaluate import Context, explain_teacher
-from cosmology.explanations import write_explanations
+from cosmology.explanations import spread, write_explanations
 from cosmology.pipeline import Splits
 from cosmology.teacher import SmallCNN
 
@@ -56,7 +56,7 @@ def test_cd_scales_and_acd_examples_are_written_with_sane_contents(tmp_path):
     assert ctx.teacher.features[0].weight.dtype == torch.float32  # the teacher is untouched
     doc = json.loads((tmp_path / "cd_scales.json").read_text())
     assert doc["pixel_arcmin"] == pytest.approx(3.5 * 60 / 16)
-    x = ctx.maps("test")[:6, None].double()
+    x = ctx.maps("test")[torch.as_tensor(spread(8, 6)), None].double()
     with torch.no_grad():
         out = ctx.teacher.double()(x)
     for part, names in (("wavelet", ["cA2", "level2", "level1"]), ("fourier", None)):
