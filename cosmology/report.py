@@ -96,6 +96,13 @@ PREDICTORS = {
     "_ridge": "ridge",
     "_xgboost": "xgboost",
 }
+#: Methods whose name does not follow features + predictor.
+SPECIAL_NAMES = {
+    "teacher": "CNN teacher",
+    "trivial": "training mean",
+    "awd_taylornet": "learned-wavelet ℓ1-norm · TaylorNet",
+    "db5_taylornet": "db5 ℓ1-norm · TaylorNet",
+}
 #: The groups of the results table, in order.
 GROUPS = (
     "Teacher",
@@ -116,6 +123,8 @@ LEGEND = {
     "ridge, xgboost": "continuous regressions on the same features",
     "raw-map, Laplace, Roberts peaks": "the same peak counts on the map itself or through "
     "fixed edge filters",
+    "TaylorNet": "a coarse-grained Taylor-series network on the ℓ1-norm laid out as bands × "
+    "bins (provisional)",
     "training mean": "predicts the mean training parameters for every map",
 }
 
@@ -138,10 +147,8 @@ def method_name(method: str) -> str:
     >>> method_name("awd"), method_name("db5_l1_pooled"), method_name("trivial")
     ('learned-wavelet peaks · χ² templates', 'db5 ℓ1-norm · pooled χ²', 'training mean')
     """
-    if method == "teacher":
-        return "CNN teacher"
-    if method == "trivial":
-        return "training mean"
+    if method in SPECIAL_NAMES:
+        return SPECIAL_NAMES[method]
     parts = _split(method)
     if parts is None:
         return method

@@ -69,13 +69,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-METHOD_ORDER = ["awd", "awd_gamma0", "db5", "awd_xgboost", "teacher", "hand_features"]
-METHOD_ORDER += ["train_mean"]
+METHOD_ORDER = ["awd", "awd_gamma0", "db5", "awd_xgboost", "awd_taylornet", "db5_taylornet"]
+METHOD_ORDER += ["teacher", "hand_features", "train_mean"]
 LABELS = {
     "awd": "AWD (top-6/scale + OLS)",
     "awd_gamma0": "AWD, gamma=0 (ablation)",
     "db5": "db5 (top-6/scale + OLS)",
     "awd_xgboost": "AWD values+positions + xgboost",
+    "awd_taylornet": "AWD (top-6/scale + TaylorNet)",
+    "db5_taylornet": "db5 (top-6/scale + TaylorNet)",
     "teacher": "LSTM teacher",
     "hand_features": "lifetime, peak, rise time",
     "train_mean": "training mean",
@@ -86,6 +88,8 @@ NAMES = {
     "awd_gamma0": "learned wavelet (γ = 0), top 6 per scale · OLS",
     "awd_xgboost": "learned wavelet, top values + positions · xgboost",
     "db5": "db5, top 6 per scale · OLS",
+    "awd_taylornet": "learned wavelet, top 6 per scale · TaylorNet",
+    "db5_taylornet": "db5, top 6 per scale · TaylorNet",
     "teacher": "LSTM teacher",
     "hand_features": "hand features (lifetime, peak amplitude, rise time) · OLS",
     "train_mean": "training mean",
@@ -104,6 +108,8 @@ LEGEND = {
     "γ = 0": "the wavelet distilled without the attribution penalty (the ablation)",
     "top values + positions": "the same coefficients and where in the trace they sit",
     "OLS": "ordinary least squares (a logistic regression for the binary outcome)",
+    "TaylorNet": "a coarse-grained Taylor-series network on the same features laid out as "
+    "scales × ranks (a logistic link for the binary outcome; provisional)",
     "R²": "auxilin signal (Y_sig_mean_normalized), regression",
     "AUC, F1, accuracy": "auxilin recruited or not (y_consec_thresh); the teacher of this "
     "outcome is a separate LSTM trained with BCE",

@@ -103,11 +103,21 @@ def main() -> None:
     tracks = load_tracks([work / "sim" / "tracks.parquet"])
     write_dataset(build_dataset(tracks, test_cells=test_cells, seed=args.seed), work / "data")
     run, cfg = start_run(work / "run", work / "data", CONFIG, overrides)
+    # Seconds of each step in this invocation; a step kept from an earlier one (its
+    # settings and inputs unchanged) takes about none, and its own time is in its record.
+    steps: dict[str, float] = {}
+    step_tic = time.perf_counter()
     if run.read_step("teacher") is None:
         run_train_teacher(run, cfg)
-    run_distill(run, cfg, force=args.force)
-    run_evaluate(run, cfg, force=args.force)
-    write_report(run.root)
+    steps["teacher"] = time.perf_counter() - step_tic
+    for name, step in (
+        ("distill", lambda: run_distill(run, cfg, force=args.force)),
+        ("evaluate", lambda: run_evaluate(run, cfg, force=args.force)),
+        ("report", lambda: write_report(run.root)),
+    ):
+        step_tic = time.perf_counter()
+        step()
+        steps[name] = time.perf_counter() - step_tic
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -136,6 +146,7 @@ def main() -> None:
             "threads": args.threads,
             "overrides": overrides,
             "seconds": time.perf_counter() - tic,
+            "step_seconds": steps,
             "environment": environment_info(args.seed),
         },
     )

@@ -124,9 +124,9 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return _jsonable(value.detach().cpu().tolist())
     if isinstance(value, np.generic):
-        return value.item()
+        return _jsonable(value.item())
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        return _jsonable(value.tolist())
     if isinstance(value, float) and not np.isfinite(value):
         # JSON has no NaN: a non-finite number is stored as null (callers add the reason).
         return None
@@ -678,8 +678,9 @@ class RunDir:
         results depend on). When they differ and later steps have results made from this
         step's, the step refuses (:class:`StaleResultError`, naming the differences and
         the way forward) unless ``force``, which removes those later results first.
-        Temporary files of killed writes are removed. On success ``step.json`` is written,
-        and ``config.yaml`` when ``config`` is given; on failure nothing is recorded.
+        Temporary files of killed writes are removed. On success ``step.json`` is written
+        (with the seconds the step took), and ``config.yaml`` when ``config`` is given; on
+        failure nothing is recorded.
         """
         with FolderLock(self.root, name):
             clean_temp_files(self.root)
@@ -709,8 +710,16 @@ class RunDir:
                         "%s: removed %s (made from the old %s)", self.root, later_step, name
                     )
             run = StepRun(name, status, changed, {})
+            started = time.perf_counter()
             yield run
-            self.write_step(name, settings, inputs, compare=basis, outputs=run.outputs)
+            self.write_step(
+                name,
+                settings,
+                inputs,
+                compare=basis,
+                outputs=run.outputs,
+                seconds=round(time.perf_counter() - started, 3),
+            )
             if config is not None:
                 save_config(self, config)
 

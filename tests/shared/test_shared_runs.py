@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -78,5 +79,14 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
         atomic_write(target, broken)
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
-    write_json(tmp_path / "m.json", {"x": torch.tensor([1.0, 2.0]), "inf": float("inf")})
-    assert json.loads((tmp_path / "m.json").read_text()) == {"x": [1.0, 2.0], "inf": "inf"}
+    data = {
+        "x": torch.tensor([1.0, float("nan")]),
+        "inf": float("inf"),
+        "n": np.float32("nan"),
+        "a": np.array([[np.inf, 1.0]]),
+    }
+    write_json(tmp_path / "m.json", data)
+    # Strict JSON (no NaN or Infinity tokens): a non-finite number is null.
+    text = (tmp_path / "m.json").read_text()
+    loaded = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    assert loaded == {"x": [1.0, None], "inf": None, "n": None, "a": [[None, 1.0]]}
