@@ -961,10 +961,7 @@ def _not_here(reason: str):
 
 @pytest.mark.parametrize(
     "row",
-    [
-        r
-        for r in sorted(COSMO_YAML_CASES)
-    ],
+    [r for r in sorted(COSMO_YAML_CASES)],
     ids=lambda r: f"row{r:03d}",
 )
 def test_bad_cosmology_config_file(row, tmp_path, fits_folder):
