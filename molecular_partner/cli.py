@@ -360,7 +360,15 @@ _DEMO_SIZES = {
     "full": (6, 600, 30, 8, (0.001, 0.005), (0.0, 0.1), 500),
     "quick": (4, 300, 4, 2, (0.001,), (0.0, 0.1), 50),
 }
-_DEMO_ROWS = ("awd", "awd_gamma0", "db5", "awd_xgboost", "teacher", "hand_features")
+_DEMO_ROWS = (
+    "awd",
+    "awd_gamma0",
+    "db5",
+    "awd_xgboost",
+    "teacher",
+    "hand_features",
+    "hand_features_xgboost",
+)
 
 
 def _metrics_table(metrics) -> str:

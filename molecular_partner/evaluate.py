@@ -7,14 +7,16 @@ For each outcome (``regression``: ``Y_sig_mean_normalized``, scored by R^2; ``bi
    gives the paper's 30 features (top 6 per scale); a linear student (OLS / logistic) is
    scored by cross-validation grouped by cell on the *training cells only*; the best
    wavelet with gamma > 0 is ``awd``, the best with gamma = 0 is ``awd_gamma0`` (the
-   ablation); ``awd_xgboost`` (top-k values and positions of the ``awd`` wavelet) gets
-   its depth and size from the same grouped CV, ``awd_taylornet`` and ``db5_taylornet``
+   ablation); ``awd_xgboost`` (top-k values and positions of the ``awd`` wavelet) and
+   ``hand_features_xgboost`` (the hand features below) get their depth and size from
+   the same grouped CV, ``awd_taylornet`` and ``db5_taylornet``
    (TaylorNets, provisional design, on the top-k values; :mod:`molecular_partner.taylor`)
    their channels and weight decay;
 2. :func:`refit_and_score`: every method is refitted on all training cells as a
    :class:`~molecular_partner.student.TraceStudent` (saved under ``RUN/students/``) and
    predicts the test cells; baselines: ``db5`` (same features, plain db5), ``teacher``
-   (the LSTM), ``hand_features`` (lifetime, peak amplitude, rise time) and
+   (the LSTM), ``hand_features`` (lifetime, peak amplitude, rise time; OLS or logistic
+   regression), ``hand_features_xgboost`` (the same features, xgboost) and
    ``train_mean``;
 3. :func:`time_methods`: end-to-end prediction time per trace under one protocol
    (:func:`shared.evaluation.seconds_per_item`), beside the teacher's forward pass;
@@ -57,6 +59,7 @@ from molecular_partner.student import (
     grouped_cv_score,
     make_linear,
     make_xgboost,
+    xgboost_grid,
 )
 from molecular_partner.taylor import select_taylornet, taylornet_student, write_taylornet
 from molecular_partner.teacher import LSTMTeacher, load_teacher
@@ -96,6 +99,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 METRICS_OF = {"regression": ("r2",), "binary": ("auc", "f1", "accuracy")}
+#: The xgboost students: their choice is a size and a depth, not a wavelet of the grid.
+XGBOOST_METHODS = ("awd_xgboost", "hand_features_xgboost")
 
 
 @dataclass
@@ -226,7 +231,8 @@ def _check_classes(ctx: Context, kind: str) -> None:
 
 def select_on_validation(ctx: Context, kind: str) -> tuple[dict[str, dict], list[dict]]:
     """Step 1: grouped CV on the training cells chooses the wavelet of ``awd``,
-    ``awd_gamma0`` and ``db5``, then xgboost's depth and size for ``awd_xgboost``.
+    ``awd_gamma0`` and ``db5``, then xgboost's depth and size for ``awd_xgboost`` and
+    ``hand_features_xgboost``, and the TaylorNets' settings.
 
     Returns the choice of every method and the rows of ``selection.csv``.
     """
@@ -255,40 +261,60 @@ def select_on_validation(ctx: Context, kind: str) -> tuple[dict[str, dict], list
         choices[method] = {"wavelet": best["wavelet"], "cv_score": float(best["cv_score"])}
     if "awd" in choices:
         choices["awd_xgboost"] = _select_xgboost(ctx, kind, choices["awd"]["wavelet"], rows)
+    if ctx.hand is not None:
+        choices["hand_features_xgboost"] = _select_hand_xgboost(ctx, kind, rows)
     choices.update(select_taylornet(ctx, kind, choices, rows))
     return choices, rows
 
 
+def _xgboost_choice(ctx: Context, kind: str, f_tr: np.ndarray, label: str, info: dict, rows):
+    """Grouped-CV choice of xgboost's size and depth on ``f_tr``; rows to ``selection.csv``."""
+    s = ctx.s
+    best, scores = xgboost_grid(
+        f_tr,
+        ctx.y(kind, "train"),
+        ctx.groups,
+        kind,
+        estimators=s.xgb_estimators,
+        depths=s.xgb_depths,
+        learning_rate=s.xgb_learning_rate,
+        seed=s.seed,
+        folds=s.cv_folds,
+    )
+    for r in scores:
+        rows.append(
+            {
+                "outcome": kind,
+                "wavelet": f"{label}+xgboost(n={r['n_estimators']},depth={r['max_depth']})",
+                **info,
+                "cv_score": r["cv_score"],
+            }
+        )
+    return best
+
+
 def _select_xgboost(ctx: Context, kind: str, name: str, rows: list[dict]) -> dict:
     s = ctx.s
-    y_tr = ctx.y(kind, "train")
     fx = TopCoefficients(ctx.transforms[name], k=s.top_k, positions=True, length=ctx.x_tr.shape[1])
-    fx_tr = fx(ctx.x_tr)
-    best = (-np.inf, None)
-    for n_est in s.xgb_estimators:
-        for depth in s.xgb_depths:
-
-            def mk(n_est=n_est, depth=depth, kind=kind):
-                return make_xgboost(kind, n_est, depth, s.xgb_learning_rate, s.seed)
-
-            score = grouped_cv_score(mk, fx_tr, y_tr, ctx.groups, kind, s.cv_folds)
-            rows.append(
-                {
-                    "outcome": kind,
-                    "wavelet": f"{name}+xgboost(n={n_est},depth={depth})",
-                    **ctx.info[name],
-                    "cv_score": score,
-                }
-            )
-            if np.isfinite(score) and score > best[0]:
-                best = (score, (n_est, depth))
-    n_est, depth = best[1] if best[1] is not None else (s.xgb_estimators[0], 2)
+    best = _xgboost_choice(ctx, kind, fx(ctx.x_tr), name, ctx.info[name], rows)
     return {
         "wavelet": name,
-        "cv_score": float(best[0]),
-        "n_estimators": n_est,
-        "max_depth": depth,
+        "cv_score": float(best["cv_score"]),
+        "n_estimators": best["n_estimators"],
+        "max_depth": best["max_depth"],
         "features": fx,
+    }
+
+
+def _select_hand_xgboost(ctx: Context, kind: str, rows: list[dict]) -> dict:
+    # The hand features of hand_features, into xgboost: no wavelet, size and depth by
+    # the same grouped CV as awd_xgboost.
+    info = {"lambda": None, "gamma": None}
+    best = _xgboost_choice(ctx, kind, ctx.hand(ctx.data.train), "hand_features", info, rows)
+    return {
+        "cv_score": float(best["cv_score"]),
+        "n_estimators": best["n_estimators"],
+        "max_depth": best["max_depth"],
     }
 
 
@@ -369,6 +395,38 @@ def _teacher_scored(ctx: Context, kind: str) -> Scored | None:
     )
 
 
+def _hand_student(ctx: Context, kind: str) -> Scored:
+    model = make_linear(kind).fit(ctx.hand(ctx.data.train), ctx.y(kind, "train"))
+    head = LinearHead.from_sklearn(model)
+    student = TraceStudent(ctx.hand, head, "hand_features", kind, len(HAND_FEATURES) + 1)
+    record = {
+        "n_parameters": student.n_parameters(),
+        "predictor": type(model).__name__,
+        "features": ", ".join(HAND_FEATURES),
+    }
+    pred = student.predict(ctx.data.test)
+    return Scored("hand_features", pred, student, student.n_parameters(), record=record)
+
+
+def _hand_xgboost_student(ctx: Context, kind: str, choice: dict) -> Scored:
+    s = ctx.s
+    xgb = make_xgboost(
+        kind, choice["n_estimators"], choice["max_depth"], s.xgb_learning_rate, s.seed
+    ).fit(ctx.hand(ctx.data.train), ctx.y(kind, "train"))
+    n_params = len(xgb.get_booster().trees_to_dataframe())  # tree nodes, as awd_xgboost
+    student = TraceStudent(ctx.hand, xgb, "hand_features_xgboost", kind, n_params)
+    record = {
+        "cv_score": choice["cv_score"],
+        "n_estimators": choice["n_estimators"],
+        "max_depth": choice["max_depth"],
+        "n_parameters": student.n_parameters(),
+        "predictor": type(xgb).__name__,
+        "features": ", ".join(HAND_FEATURES),
+    }
+    pred = student.predict(ctx.data.test)
+    return Scored("hand_features_xgboost", pred, student, n_params, record=record)
+
+
 def refit_and_score(ctx: Context, kind: str, choices: dict[str, dict]) -> dict[str, Scored]:
     """Step 2: every chosen method refitted on all training cells; test predictions.
 
@@ -387,23 +445,13 @@ def refit_and_score(ctx: Context, kind: str, choices: dict[str, dict]) -> dict[s
     teacher = _teacher_scored(ctx, kind)
     if teacher is not None:
         scored["teacher"] = teacher
-    y_tr = ctx.y(kind, "train")
     if ctx.hand is not None:
-        model = make_linear(kind).fit(ctx.hand(ctx.data.train), y_tr)
-        head = LinearHead.from_sklearn(model)
-        student = TraceStudent(ctx.hand, head, "hand_features", kind, len(HAND_FEATURES) + 1)
-        record = {
-            "n_parameters": student.n_parameters(),
-            "predictor": type(model).__name__,
-            "features": ", ".join(HAND_FEATURES),
-        }
-        scored["hand_features"] = Scored(
-            "hand_features",
-            student.predict(ctx.data.test),
-            student,
-            student.n_parameters(),
-            record=record,
-        )
+        scored["hand_features"] = _hand_student(ctx, kind)
+        if "hand_features_xgboost" in choices:
+            scored["hand_features_xgboost"] = _hand_xgboost_student(
+                ctx, kind, choices["hand_features_xgboost"]
+            )
+    y_tr = ctx.y(kind, "train")
     mean = ConstantPredictor().fit(None, y_tr)
     student = TraceStudent(None, mean, "train_mean", kind, 1)
     pred = np.full(ctx.n_test, mean.mean_)
@@ -428,7 +476,7 @@ def time_methods(ctx: Context, kind: str, scored: dict[str, Scored]) -> None:
                 with torch.no_grad():
                     out = m(x_te_t)[:, 0]
                     torch.sigmoid(out) if m.loss == "bce" else out
-        elif method == "hand_features":
+        elif isinstance(item.student.features, HandFeatures):
 
             def run(student=item.student) -> None:
                 student.predict(ctx.data.test)
@@ -536,6 +584,7 @@ def _pairs(methods: list[str]) -> list[tuple[str, str]]:
         ("awd", "awd_gamma0"),
         ("awd_xgboost", "teacher"),
         ("awd", "hand_features"),
+        ("awd", "hand_features_xgboost"),
         ("awd_taylornet", "teacher"),
         ("awd_taylornet", "db5_taylornet"),
     ):
@@ -640,7 +689,7 @@ def write_evaluation(
         out / "predictions.csv", lambda p: predictions.to_csv(p, index=False, float_format="%.6g")
     )
     chosen = {
-        kind: {m: c["wavelet"] for m, c in sel.items() if m != "awd_xgboost"}
+        kind: {m: c["wavelet"] for m, c in sel.items() if m not in XGBOOST_METHODS}
         for kind, sel in selected.items()
     }
     write_json(

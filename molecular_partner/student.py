@@ -47,6 +47,7 @@ __all__ = [
     "hand_features",
     "make_linear",
     "make_xgboost",
+    "xgboost_grid",
 ]
 
 logger = logging.getLogger(__name__)
@@ -294,6 +295,55 @@ def grouped_cv_score(
         warnings.warn("no cross-validation fold had both classes; score is NaN", stacklevel=2)
         return float("nan")
     return float(np.mean(scores))
+
+
+def xgboost_grid(
+    features: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    kind: str,
+    *,
+    estimators: tuple[int, ...],
+    depths: tuple[int, ...],
+    learning_rate: float,
+    seed: int,
+    folds: int = 5,
+) -> tuple[dict, list[dict]]:
+    """Choose xgboost's size and depth by cross-validation grouped by cell.
+
+    Every ``(n_estimators, max_depth)`` of the grid is scored with
+    :func:`grouped_cv_score`; the first best finite score wins (grid order), and without
+    any finite score the first size at depth 2 is returned.
+
+    Returns
+    -------
+    best : dict
+        ``n_estimators``, ``max_depth`` and ``cv_score`` of the choice.
+    scores : list of dict
+        The same three keys for every grid point, in grid order.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0); X = rng.standard_normal((60, 2))
+    >>> y = np.abs(X[:, 0]); g = np.repeat(np.arange(6), 10)
+    >>> best, scores = xgboost_grid(X, y, g, "regression", estimators=(20,), depths=(2, 3),
+    ...                             learning_rate=0.1, seed=0, folds=3)
+    >>> len(scores), best["max_depth"] in (2, 3)
+    (2, True)
+    """
+    scores = []
+    best: dict = {"n_estimators": estimators[0], "max_depth": 2, "cv_score": -np.inf}
+    for n_est in estimators:
+        for depth in depths:
+
+            def mk(n_est=n_est, depth=depth):
+                return make_xgboost(kind, n_est, depth, learning_rate, seed)
+
+            score = grouped_cv_score(mk, features, y, groups, kind, folds)
+            scores.append({"n_estimators": n_est, "max_depth": depth, "cv_score": score})
+            if np.isfinite(score) and score > best["cv_score"]:
+                best = scores[-1]
+    return dict(best), scores
 
 
 def hand_features(table: pd.DataFrame) -> pd.DataFrame:

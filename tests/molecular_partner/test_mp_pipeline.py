@@ -109,7 +109,8 @@ def test_evaluate_outputs_and_numbers(pipeline):
     metrics = read_metrics(run)
     assert list(metrics.columns) == METRICS_COLUMNS
     methods = {"awd", "awd_gamma0", "teacher", "db5", "awd_xgboost", "hand_features", "train_mean"}
-    assert set(metrics["method"]) == methods | {"awd_taylornet", "db5_taylornet"}
+    methods |= {"hand_features_xgboost", "awd_taylornet", "db5_taylornet"}
+    assert set(metrics["method"]) == methods
     assert set(metrics["metric"]) == {"r2", "auc", "f1", "accuracy"}
     assert set(metrics["target"]) == {"Y_sig_mean_normalized", "y_consec_thresh"}
     assert metrics[["value", "sd", "seconds_per_item", "n_parameters"]].notna().all().all()
@@ -143,9 +144,17 @@ def test_evaluate_outputs_and_numbers(pipeline):
     lengths = [len(ex[0]["attributions"][b]) for b in ("cA4", "cD4", "cD3", "cD2", "cD1")]
     assert lengths == [10, 10, 12, 16, 24]
     comparisons = pd.read_csv(run / "comparisons.csv")
-    assert {("awd", "teacher"), ("awd", "db5"), ("awd", "awd_gamma0")} <= set(
-        zip(comparisons.a, comparisons.b, strict=True)
-    )
+    pairs = {("awd", "teacher"), ("awd", "db5"), ("awd", "awd_gamma0")}
+    pairs |= {("awd", "hand_features"), ("awd", "hand_features_xgboost")}
+    assert pairs <= set(zip(comparisons.a, comparisons.b, strict=True))
+    # the hand features' xgboost: chosen by the grouped CV (one size x one depth here)
+    hand_xgb = sel[sel["wavelet"].str.startswith("hand_features+xgboost")]
+    assert list(hand_xgb["wavelet"]) == ["hand_features+xgboost(n=20,depth=2)"] * 2
+    for kind in ("regression", "binary"):
+        record = info["methods"]["hand_features_xgboost"][kind]
+        assert (record["n_estimators"], record["max_depth"]) == (20, 2)
+        assert record["predictor"].startswith("XGB") and record["n_parameters"] > 20
+        assert "hand_features_xgboost" not in info["chosen"][kind]
 
 
 def test_report_outputs(pipeline):
@@ -156,6 +165,7 @@ def test_report_outputs(pipeline):
         assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     md = (out / "results.md").read_text()
     assert "| AWD (top-6/scale + OLS) |" in md and "Ablation" in md and "10x faster" in md
+    assert "| lifetime, peak, rise time + xgboost |" in md
 
 
 def test_taylornet_students_terms_and_references(pipeline):
@@ -183,7 +193,10 @@ def test_taylornet_students_terms_and_references(pipeline):
         assert arrays[f"{record['method']}.level1"].shape == (2, 5, 6)
 
 
-@pytest.mark.parametrize("method", ["awd", "awd_xgboost", "hand_features", "db5", "awd_taylornet"])
+@pytest.mark.parametrize(
+    "method",
+    ["awd", "awd_xgboost", "hand_features", "hand_features_xgboost", "db5", "awd_taylornet"],
+)
 def test_predicting_the_test_cells_reproduces_the_evaluation(pipeline, tmp_path, method):
     tracks = load_tracks([pipeline / "sim" / "tracks.parquet"])
     test_tracks = tracks[tracks["cell"] == "cell4"]
