@@ -139,6 +139,19 @@ class StudentConfig:
     ``taylornet`` adds the TaylorNet students (provisional design, :mod:`shared.taylornet`)
     on the wavelet l1-norm: ``taylornet_channels`` x ``taylornet_weight_decays`` chosen on
     validation, each trained for ``taylornet_epochs`` epochs.
+
+    The field's strongest statistics, each through pooled chi-square, ridge and xgboost:
+    ``scattering`` adds kymatio's Morlet scattering transform (``scattering_j`` scales,
+    ``scattering_l`` angles; the angle reduction is chosen on validation among
+    ``scattering_orientations``; ``scattering_log`` takes the log of orders 1 and 2);
+    ``starlet`` the starlet l1-norm and starlet peaks (``starlet_scales`` planes, the
+    coarse one included; ``starlet_l1_bins``, ``starlet_peak_bins`` bins over the central
+    ``starlet_coverage`` of the training values); ``combinations`` the power spectrum +
+    raw peaks + Minkowski functionals in one set (with ``minkowski``) and the wavelet
+    l1-norm + multi-scale peaks in one set (learned wavelet and db5);
+    ``wavelet_scattering`` the scattering transform through the learned wavelet and db5.
+    A ``scattering_j`` or ``starlet_scales`` too large for the maps is lowered to the
+    largest the maps allow (with a warning, recorded in the selection).
     """
 
     n_bins: int = setting(22, ge=1)
@@ -162,6 +175,20 @@ class StudentConfig:
     taylornet_channels: tuple[int, ...] = setting((4, 8), ge=2, nonempty=True)
     taylornet_weight_decays: tuple[float, ...] = setting((0.01, 0.1), ge=0, nonempty=True)
     taylornet_epochs: int = setting(60, ge=1)
+    scattering: bool = True
+    scattering_j: int = setting(4, ge=1)
+    scattering_l: int = setting(8, ge=1)
+    scattering_orientations: tuple[Literal["all", "relative", "mean"], ...] = setting(
+        ("all", "relative", "mean"), nonempty=True
+    )
+    scattering_log: bool = True
+    starlet: bool = True
+    starlet_scales: int = setting(5, ge=2)
+    starlet_l1_bins: int = setting(20, ge=1)
+    starlet_peak_bins: int = setting(20, ge=1)
+    starlet_coverage: float = setting(0.998, gt=0, le=1)
+    combinations: bool = True
+    wavelet_scattering: bool = True
     seed: int = 0
 
 

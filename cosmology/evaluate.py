@@ -25,6 +25,16 @@ multi-scale peak histograms of the learned coefficients; ``awd_taylornet`` and
 ``db5_taylornet`` are TaylorNets (provisional design) on the wavelet l1-norm
 (:mod:`cosmology.taylor`, which also writes their terms and class references);
 ``teacher`` and ``trivial`` (the training mean) close the table.
+
+The field's strongest statistics and our scattering students are fitted with the pooled
+chi-square, ridge and xgboost only (``<name>_pooled``, ``<name>_ridge``,
+``<name>_xgboost``; xgboost on the features the ridge student chose): ``scattering``
+(kymatio's Morlet scattering transform, the angle reduction chosen on validation),
+``starlet_l1`` and ``starlet_peaks`` (Ajani et al.), ``power_peaks_minkowski`` (power
+spectrum + raw peaks + Minkowski functionals), ``awd_scattering`` and ``db5_scattering``
+(the scattering transform through the learned wavelet, every gamma > 0 grid point a
+candidate, and through db5), ``awd_l1_multiscale`` and ``db5_l1_multiscale`` (wavelet
+l1-norm + multi-scale peaks).
 """
 
 from __future__ import annotations
@@ -51,8 +61,12 @@ from cosmology.student import (
     PeakFilterFeatures,
     PixelQuantileFeatures,
     PowerSpectrumFeatures,
+    ScatteringFeatures,
+    StarletL1Features,
+    StarletPeakFeatures,
     TemplateChi2,
     WaveletL1Features,
+    WaveletScatteringFeatures,
     band_names,
     laplace_kernel,
     make_regressor,
@@ -113,13 +127,19 @@ ORDER = (
 )
 
 
+#: The predictors of the feature sets added with the field's strongest statistics: pooled
+#: chi-square and ridge on every candidate, then xgboost on the ridge student's features.
+HEADS = ("_pooled", "_ridge")
+
+
 @dataclass
 class _Candidate:
     family: str
     setting: dict[str, Any]
     build: Callable[[], Any]
-    key: str | None = None  # candidates with one key share their peak values
+    key: str | None = None  # candidates with one key share their peak values / coefficients
     max_train: int | None = None  # subsample train and val (slow features)
+    heads: tuple[str, ...] | None = None  # predictor suffixes fitted (None: every one)
 
 
 @dataclass
@@ -135,6 +155,8 @@ class Choice:
     model: Any = None
     Xtr: Any = None  # training features and targets, kept for the final refit
     ytr: Any = None
+    Xva: Any = None  # validation features and targets (for xgboost on the same features)
+    yva: Any = None
 
 
 @dataclass
@@ -246,7 +268,104 @@ def _peak_candidates(cfg: RunConfig, grid: list[dict], transforms: dict, side: f
     return out
 
 
-def _candidates(cfg: RunConfig, grid: list[dict], transforms: dict, side: float) -> list:
+def _fitting(name: str, wanted: int, largest: int) -> int:
+    """``wanted``, or the largest value the maps allow (with a warning)."""
+    if wanted <= largest:
+        return wanted
+    logger.warning("student.%s=%d is too large for these maps: %d is used", name, wanted, largest)
+    return largest
+
+
+def _peer_candidates(cfg: RunConfig, side: float, n_pix: int) -> list[_Candidate]:
+    """The field's strongest statistics: kymatio's scattering transform, the starlet
+    l1-norm and peaks, power spectrum + peaks + Minkowski functionals in one set."""
+    s = cfg.student
+    out: list[_Candidate] = []
+    if s.scattering:
+        J = _fitting("scattering_j", s.scattering_j, int(np.log2(n_pix)))
+        for o in s.scattering_orientations:
+            setting = {"J": J, "L": s.scattering_l, "orientations": o, "log": s.scattering_log}
+            out.append(
+                _Candidate(
+                    "scattering",
+                    setting,
+                    lambda o=o: ScatteringFeatures(J, s.scattering_l, s.scattering_log, o),
+                    key="scattering",
+                    heads=HEADS,
+                )
+            )
+    if s.starlet:
+        # 2**(n_scales - 1) < n_pix: the mirrored boundary of the coarsest smoothing.
+        n = _fitting("starlet_scales", s.starlet_scales, int(np.ceil(np.log2(n_pix))))
+        for fam, make, bins in (
+            ("starlet_l1", StarletL1Features, s.starlet_l1_bins),
+            ("starlet_peaks", StarletPeakFeatures, s.starlet_peak_bins),
+        ):
+            out.append(
+                _Candidate(
+                    fam,
+                    {"n_scales": n},
+                    lambda make=make, bins=bins: make(n, bins, s.starlet_coverage),
+                    heads=HEADS,
+                )
+            )
+    if s.combinations and s.minkowski:
+        c = s.coverages[len(s.coverages) // 2]
+        out.append(
+            _Candidate(
+                "power_peaks_minkowski",
+                {"coverage": c},
+                lambda: ConcatFeatures(
+                    [
+                        PowerSpectrumFeatures(side, s.n_ell_bins),
+                        PeakFilterFeatures(raw_kernel(), n_bins=s.n_bins, coverage=c),
+                        MinkowskiFeatures(side, s.minkowski_bins, 0.98),
+                    ]
+                ),
+                max_train=s.minkowski_max_maps,
+                heads=HEADS,
+            )
+        )
+    return out
+
+
+def _wavelet_candidates(cfg: RunConfig, grid: list[dict], transforms: dict) -> list[_Candidate]:
+    """Our side: the scattering transform through the learned wavelet (every gamma > 0
+    grid point) and db5, and the wavelet l1-norm + multi-scale peaks of both."""
+    s = cfg.student
+    d = cfg.distill
+    db5 = DWT2d(d.wavelet, levels=d.levels, mode=d.mode)
+    makers: list[tuple[str, Callable[[Any], Any]]] = []
+    if s.wavelet_scattering:
+        makers.append(("scattering", lambda t: WaveletScatteringFeatures(t, s.scattering_log)))
+    if s.combinations:
+        makers.append(
+            (
+                "l1_multiscale",
+                lambda t: ConcatFeatures(
+                    [
+                        WaveletL1Features(t, s.l1_bins, s.l1_coverage),
+                        MultiscalePeakFeatures(t, s.multiscale_bins, s.multiscale_coverage),
+                    ]
+                ),
+            )
+        )
+    out: list[_Candidate] = []
+    for tag, make in makers:
+        for p in (p for p in grid if p["l1_attr"] > 0):
+            t = transforms[p["point"]]
+            out.append(
+                _Candidate(
+                    f"awd_{tag}", {"wavelet": p["point"]}, lambda t=t, m=make: m(t), heads=HEADS
+                )
+            )
+        out.append(_Candidate(f"db5_{tag}", {}, lambda m=make: m(db5), heads=HEADS))
+    return out
+
+
+def _candidates(
+    cfg: RunConfig, grid: list[dict], transforms: dict, side: float, n_pix: int
+) -> list[_Candidate]:
     s = cfg.student
     out = _peak_candidates(cfg, grid, transforms, side)
     # The wavelet l1-norm of every grid point and of db5, through the same predictors.
@@ -276,7 +395,7 @@ def _candidates(cfg: RunConfig, grid: list[dict], transforms: dict, side: float)
                 max_train=s.minkowski_max_maps,
             )
         )
-    return out
+    return out + _peer_candidates(cfg, side, n_pix) + _wavelet_candidates(cfg, grid, transforms)
 
 
 # --------------------------------------------------------------------------- step 1: select
@@ -294,13 +413,20 @@ def _candidate_features(cand: _Candidate, ctx: Context, values_cache: dict, sub_
         ctr, cva = xtr[torch.as_tensor(itr)], xva[torch.as_tensor(iva)]
         cand.setting = {**cand.setting, "train_maps": int(cand.max_train)}
         ytr, yva = ytr[itr], yva[iva]
-    if cand.key is not None:
+    if cand.key is not None and isinstance(feats, PeakFilterFeatures):
         # Peak values do not depend on the histogram range: compute them once per key.
         if cand.key not in values_cache:
-            values_cache[cand.key] = (feats.values(xtr), feats.values(xva))
+            values_cache[cand.key] = (feats.values(ctr), feats.values(cva))
         (vtr, wtr), (vva, wva) = values_cache[cand.key]
         feats.fit(values=vtr)
-        Xtr, Xva = feats.histogram(vtr, wtr, len(xtr)), feats.histogram(vva, wva, len(xva))
+        Xtr, Xva = feats.histogram(vtr, wtr, len(ctr)), feats.histogram(vva, wva, len(cva))
+    elif cand.key is not None:
+        # Scattering coefficients do not depend on how orientations are combined.
+        feats.fit(ctr)
+        if cand.key not in values_cache:
+            values_cache[cand.key] = (feats.coefficients(ctr), feats.coefficients(cva))
+        ctr_c, cva_c = values_cache[cand.key]
+        Xtr, Xva = feats.reduce(ctr_c), feats.reduce(cva_c)
     else:
         feats.fit(ctr)
         Xtr, Xva = feats.transform(ctr), feats.transform(cva)
@@ -379,6 +505,41 @@ def _select_multiscale(ctx: Context, best: dict[str, Choice], val_table: list) -
         )
 
 
+def _xgboost(cfg: RunConfig) -> Callable[[], Any]:
+    s = cfg.student
+    return lambda: make_regressor(
+        "xgboost",
+        n_estimators=s.xgb_estimators,
+        max_depth=s.xgb_depth,
+        learning_rate=s.xgb_lr,
+        seed=s.seed,
+    )
+
+
+def _select_xgboost(
+    ctx: Context, best: dict[str, Choice], val_table: list, families: list[str]
+) -> None:
+    """xgboost on the features (the setting) the ridge student of each of ``families``
+    chose on validation: ``<family>_xgboost``."""
+    for family in families:
+        ridge = best.get(f"{family}_ridge")
+        if ridge is None:
+            continue
+        factory = _xgboost(ctx.cfg)
+        res = _fit_predict(factory, ridge.Xtr, ridge.ytr, ridge.Xva)
+        if res is None:
+            continue
+        method = f"{family}_xgboost"
+        score = mean_scaled_rmse(res[1], ridge.yva, ctx.scale)
+        val_table.append(
+            {"method": method, "predictor": "xgboost", **ridge.setting, "val_score": score}
+        )
+        best[method] = Choice(
+            method, family, ridge.setting, "xgboost", score, ridge.features, factory,
+            ridge.Xtr, ridge.ytr, ridge.Xva, ridge.yva,
+        )  # fmt: skip
+
+
 def select_on_validation(ctx: Context) -> tuple[dict[str, Choice], list[dict]]:
     """Step 1: every candidate setting scored on the validation split; the best per method.
 
@@ -390,10 +551,14 @@ def select_on_validation(ctx: Context) -> tuple[dict[str, Choice], list[dict]]:
     values_cache: dict[str, tuple] = {}
     sub_rng = np.random.default_rng(ctx.cfg.student.seed)
     predictors = _predictors(ctx.cfg)
-    for cand in _candidates(ctx.cfg, ctx.grid, ctx.transforms, ctx.splits.side_angle_deg):
+    side, n_pix = ctx.splits.side_angle_deg, ctx.splits.n_pix
+    candidates = _candidates(ctx.cfg, ctx.grid, ctx.transforms, side, n_pix)
+    for cand in candidates:
         tic = time.perf_counter()
         feats, Xtr, Xva, ytr_c, yva_c = _candidate_features(cand, ctx, values_cache, sub_rng)
         for suffix, pname, factory in predictors:
+            if cand.heads is not None and suffix not in cand.heads:
+                continue
             res = _fit_predict(factory, Xtr, ytr_c, Xva)
             if res is None:
                 continue
@@ -404,13 +569,16 @@ def select_on_validation(ctx: Context) -> tuple[dict[str, Choice], list[dict]]:
             )
             if method not in best or score < best[method].val_score:
                 best[method] = Choice(
-                    method, cand.family, cand.setting, pname, score, feats, factory, Xtr, ytr_c
-                )
+                    method, cand.family, cand.setting, pname, score, feats, factory, Xtr, ytr_c,
+                    Xva, yva_c,
+                )  # fmt: skip
         logger.debug(
             "validation: %s %s (%.1f s)", cand.family, cand.setting, time.perf_counter() - tic
         )
     values_cache.clear()
     _select_multiscale(ctx, best, val_table)
+    families = [c.family for c in candidates if c.heads == HEADS]
+    _select_xgboost(ctx, best, val_table, list(dict.fromkeys(families)))
     select_taylornet(ctx, best, val_table)
     order = [m for m in ORDER if m in best] + [m for m in best if m not in ORDER]
     return {m: best[m] for m in order}, val_table
@@ -440,8 +608,9 @@ def refit_and_score(ctx: Context, choices: dict[str, Choice]) -> dict[str, Score
     """Step 2: refit every chosen method on the training split; predict the test split.
 
     Every method becomes a :class:`MapStudent`, and its test predictions are the
-    student's own, so a saved student predicts exactly what is scored. The teacher and
-    the trivial training mean come first.
+    student's own, so a saved student predicts exactly what is scored (students that
+    share one feature object, e.g. the ridge and xgboost students of a feature set,
+    compute the test features once). The teacher and the trivial training mean come first.
     """
     xte = ctx.maps("test")
     scored: dict[str, Scored] = {}
@@ -451,11 +620,15 @@ def refit_and_score(ctx: Context, choices: dict[str, Choice]) -> dict[str, Score
         ctx.targets("train"), ctx.splits.n_pix, ctx.splits.side_angle_deg, ctx.cfg.data.targets
     )
     scored["trivial"] = Scored("trivial", trivial.predict(xte), trivial, trivial.n_parameters())
+    test_features: dict[int, np.ndarray] = {}
     for method, choice in choices.items():
         student = _student_of(ctx, choice)
-        scored[method] = Scored(
-            method, student.predict(xte), student, student.n_parameters(), choice=choice
-        )
+        key = id(choice.features)
+        if key not in test_features:
+            student.check_maps(xte)
+            test_features[key] = student.features.transform(xte)
+        pred = student.predict_features(test_features[key])
+        scored[method] = Scored(method, pred, student, student.n_parameters(), choice=choice)
     return scored
 
 

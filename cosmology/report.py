@@ -88,6 +88,14 @@ FEATURES = {
     "power_spectrum": "power spectrum",
     "pixel_quantiles": "pixel quantiles",
     "minkowski": "Minkowski functionals",
+    "awd_scattering": "learned-wavelet scattering",
+    "db5_scattering": "db5 scattering",
+    "awd_l1_multiscale": "learned-wavelet ℓ1-norm + multi-scale peaks",
+    "db5_l1_multiscale": "db5 ℓ1-norm + multi-scale peaks",
+    "scattering": "scattering transform (kymatio)",
+    "starlet_l1": "starlet ℓ1-norm",
+    "starlet_peaks": "starlet peaks",
+    "power_peaks_minkowski": "power spectrum + raw peaks + Minkowski functionals",
 }
 #: Predictors, by the suffix of a method's name.
 PREDICTORS = {
@@ -125,6 +133,19 @@ LEGEND = {
     "fixed edge filters",
     "TaylorNet": "a coarse-grained Taylor-series network on the ℓ1-norm laid out as bands × "
     "bins (provisional)",
+    "scattering transform (kymatio)": "map averages of kymatio's Morlet scattering "
+    "coefficients |x ⋆ ψ| and ||x ⋆ ψ₁| ⋆ ψ₂| (log), the angles kept, averaged by relative "
+    "angle or all averaged, as validation chose (Cheng et al. 2020)",
+    "starlet ℓ1-norm, starlet peaks": "the isotropic undecimated B3-spline (starlet) "
+    "transform; per scale, the sum of |coefficient| in bins of its value, or the peak "
+    "counts (Ajani et al. 2020, 2021)",
+    "power spectrum + raw peaks + Minkowski functionals": "the three classical statistics "
+    "in one feature vector (as combined by Zorrilla Matilla et al. 2020)",
+    "learned-wavelet scattering, db5 scattering": "the scattering transform through the "
+    "2D wavelet transform W of the learned wavelet (or db5) instead of Morlet wavelets: "
+    "map averages of |W x| and of |W |W x|| at every coarser scale (log)",
+    "ℓ1-norm + multi-scale peaks": "the wavelet ℓ1-norm and the multi-scale peak counts of "
+    "the same transform in one feature vector",
     "training mean": "predicts the mean training parameters for every map",
 }
 
@@ -337,7 +358,7 @@ def _student_scales(method: str, pixel: float, n_levels: int) -> str:
             f"The student ({name}) reads only the finest scale: 3×3 kernels cut from the "
             f"level-1 filters (~{finest:.1f}′, ℓ {_ell(lo)}–{_ell(hi)})."
         )
-    if family.endswith("_l1") or family == "awd_multiscale":
+    if family.endswith(("_l1", "_scattering", "_l1_multiscale")) or family == "awd_multiscale":
         return (
             f"The student ({name}) reads every level, from ~{finest:.1f}′ (level 1, "
             f"ℓ up to {_ell(hi)}) to ~{coarsest:.0f}′ (level {n_levels}) and the approximation."

@@ -12,7 +12,10 @@ Conventions follow lenstools so that it can serve as the oracle:
   ``thresholds[k] <= v < thresholds[k + 1]``. We return counts; lenstools'
   ``peakCount`` returns counts divided by the bin widths.
 
-Minkowski functionals come from lenstools, map by map.
+Minkowski functionals come from lenstools, map by map. The starlet (isotropic undecimated
+wavelet, à trous with the B3 spline) follows Starck, Fadili & Murtagh (2007) and the
+weak-lensing statistics of Ajani et al. (2020, 2021): mirror (``reflect``) boundaries,
+``n_scales`` planes counting the coarse one.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 __all__ = [
+    "B3_SPLINE",
     "binned_theory",
     "ell_grid",
     "filter_maps",
@@ -36,11 +40,15 @@ __all__ = [
     "moments",
     "peak_counts",
     "power_spectrum",
+    "starlet",
 ]
 
 logger = logging.getLogger(__name__)
 
 Boundary = Literal["periodic", "interior"]
+
+#: The B3-spline smoothing filter of the starlet: [1, 4, 6, 4, 1] / 16.
+B3_SPLINE = (1.0 / 16, 4.0 / 16, 6.0 / 16, 4.0 / 16, 1.0 / 16)
 
 
 def _as_tensor(maps: Tensor | np.ndarray) -> Tensor:
@@ -391,3 +399,64 @@ def minkowski_functionals(
         _, v0, v1, v2 = convergence_map(x[i], side_angle_deg).minkowskiFunctionals(t, norm=norm)
         out[i] = (v0, v1, v2)
     return out
+
+
+def _b3_smooth(x: Tensor, step: int) -> Tensor:
+    """``x`` (B, N, N) smoothed by the B3 spline with ``step - 1`` holes, mirror boundary."""
+    h = torch.tensor(B3_SPLINE, dtype=x.dtype, device=x.device)
+    pad = 2 * step
+    y = F.pad(x[:, None], (pad, pad, 0, 0), mode="reflect")
+    y = F.conv2d(y, h.reshape(1, 1, 1, 5), dilation=(1, step))
+    y = F.pad(y, (0, 0, pad, pad), mode="reflect")
+    return F.conv2d(y, h.reshape(1, 1, 5, 1), dilation=(step, 1))[:, 0]
+
+
+def starlet(maps: Tensor | np.ndarray, n_scales: int = 5) -> Tensor:
+    """The starlet transform: ``n_scales - 1`` wavelet scales and the coarse residual.
+
+    The à trous algorithm: ``c_0`` is the map, ``c_{j+1}`` is ``c_j`` smoothed (rows, then
+    columns) by the B3 spline :data:`B3_SPLINE` with ``2**j - 1`` zeros between its taps,
+    and ``w_j = c_j - c_{j+1}``; so the scales plus the coarse residual ``c_{J}`` sum back
+    to the map. Boundaries are mirrored (``reflect``: the edge pixel is not repeated),
+    which needs ``2**(n_scales - 1) < N``.
+
+    Parameters
+    ----------
+    maps
+        (B, N, N) maps (or (N, N)).
+    n_scales
+        Planes returned, the coarse one included (Ajani et al.: 5).
+
+    Returns
+    -------
+    torch.Tensor
+        (B, n_scales, N, N): ``w_0`` (finest, about 2 pixels) ... ``w_{J-1}``, ``c_J``.
+
+    Examples
+    --------
+    >>> x = torch.randn(2, 32, 32, dtype=torch.float64)
+    >>> w = starlet(x, 4)
+    >>> tuple(w.shape), bool(torch.allclose(w.sum(1), x, atol=1e-12))
+    ((2, 4, 32, 32), True)
+    """
+    x = _as_tensor(maps)
+    single = x.ndim == 2
+    if single:
+        x = x.unsqueeze(0)
+    if x.ndim != 3:
+        raise ValueError(f"maps must be (B, N, N), got {tuple(x.shape)}")
+    n = x.shape[-1]
+    if n_scales < 2 or 2 ** (n_scales - 1) >= n:
+        raise ValueError(
+            f"n_scales must be at least 2 and 2**(n_scales - 1) < {n} for {n}x{n} maps "
+            f"(the mirrored boundary of the coarsest smoothing), got {n_scales}"
+        )
+    planes = []
+    c = x
+    for j in range(n_scales - 1):
+        smooth = _b3_smooth(c, 2**j)
+        planes.append(c - smooth)
+        c = smooth
+    planes.append(c)
+    out = torch.stack(planes, dim=1)
+    return out[0] if single else out

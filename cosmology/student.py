@@ -7,8 +7,12 @@ Features
     baselines); :class:`MultiscalePeakFeatures` histograms peak heights of every level and
     band of the 2D wavelet coefficients (beyond the paper); :class:`PowerSpectrumFeatures`,
     :class:`PixelQuantileFeatures`, :class:`MinkowskiFeatures` and :class:`ConcatFeatures`
-    are the other baselines. Every feature object is fitted on training maps only (the
-    histogram ranges come from training quantiles).
+    are the other baselines, with the field's strongest statistics:
+    :class:`ScatteringFeatures` (kymatio's Morlet scattering transform),
+    :class:`StarletL1Features` and :class:`StarletPeakFeatures` (the starlet l1-norm and
+    peaks). :class:`WaveletScatteringFeatures` is the scattering transform through a 2D
+    DWT, the learned wavelet or db5. Every feature object is fitted on training maps only
+    (the histogram ranges come from training quantiles).
 Predictors
     :class:`TemplateChi2` is the paper's chi-square template classifier, with the
     per-cosmology covariance of the reference or one pooled covariance;
@@ -24,11 +28,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cosmology.statistics import filter_maps, find_peaks, minkowski_functionals, power_spectrum
+from cosmology.statistics import (
+    filter_maps,
+    find_peaks,
+    minkowski_functionals,
+    power_spectrum,
+    starlet,
+)
 from shared.coeffs import band_names as _band_names
 from shared.coeffs import flatten_coeffs
 from shared.students import Savable, class_map
 from shared.taylornet.student import TaylorNetPredictor
+from shared.transform import DWT2d
 
 __all__ = [
     "STUDENT_CLASSES",
@@ -40,14 +51,20 @@ __all__ = [
     "PeakFilterFeatures",
     "PixelQuantileFeatures",
     "PowerSpectrumFeatures",
+    "ScatteringFeatures",
+    "StarletL1Features",
+    "StarletPeakFeatures",
     "TemplateChi2",
     "WaveletL1Features",
+    "WaveletScatteringFeatures",
     "band_names",
     "check_predictions",
+    "feature_parameters",
     "laplace_kernel",
     "make_regressor",
     "raw_kernel",
     "roberts_cross",
+    "scattering_paths",
     "wavelet_kernels",
 ]
 
@@ -167,6 +184,17 @@ def _counts(values: Tensor, which: Tensor, n_maps: int, edges: list[np.ndarray])
     index = (which[:, None] * n_k + torch.arange(n_k)[None, :]) * width + idx
     counts = torch.bincount(index.reshape(-1), minlength=n_maps * n_k * width)
     return counts.reshape(n_maps, n_k, width)[..., :n_bins].reshape(n_maps, n_k * n_bins)
+
+
+def _binned_l1(values: Tensor, edges: np.ndarray) -> Tensor:
+    """``(B, n_bins)`` sums of ``|values|`` (B, P) per bin of uniform ``edges``; values
+    outside the edges count in the end bins."""
+    n_bins = len(edges) - 1
+    lo, hi = float(edges[0]), float(edges[-1])
+    idx = torch.floor((values - lo) * (n_bins / (hi - lo))).long()
+    idx = idx.clamp_(0, n_bins - 1)
+    sums = torch.zeros(values.shape[0], n_bins, dtype=torch.float64)
+    return sums.scatter_add_(1, idx, values.abs().double())
 
 
 def _peak_patches(maps: Tensor) -> tuple[Tensor, Tensor]:
@@ -419,13 +447,12 @@ class WaveletL1Features(Savable):
     def transform(self, maps: Tensor, chunk_size: int = 512) -> np.ndarray:
         out = []
         for i in range(0, maps.shape[0], chunk_size):
-            parts = []
-            for (_, b), e in zip(self._bands(maps[i : i + chunk_size]), self.edges_, strict=True):
-                lo, hi = float(e[0]), float(e[-1])
-                idx = torch.floor((b - lo) * (self.n_bins / (hi - lo))).long()
-                idx = idx.clamp_(0, self.n_bins - 1)
-                sums = torch.zeros(b.shape[0], self.n_bins, dtype=torch.float64)
-                parts.append(sums.scatter_add_(1, idx, b.abs().double()))
+            parts = [
+                _binned_l1(b, e)
+                for (_, b), e in zip(
+                    self._bands(maps[i : i + chunk_size]), self.edges_, strict=True
+                )
+            ]
             out.append(torch.cat(parts, dim=1).numpy())
         return np.concatenate(out)
 
@@ -499,8 +526,329 @@ class MinkowskiFeatures(Savable):
         return mf.reshape(mf.shape[0], -1)
 
 
+def _plane_names(n_scales: int) -> list[str]:
+    return [f"w{j + 1}" for j in range(n_scales - 1)] + [f"c{n_scales - 1}"]
+
+
+class StarletL1Features(Savable):
+    """The starlet l1-norm (Ajani et al. 2021): per starlet plane, the sum of ``|w|`` in
+    bins of its value.
+
+    The map is decomposed by :func:`~cosmology.statistics.starlet` into ``n_scales - 1``
+    wavelet scales and the coarse residual; every plane's pixel values are binned into
+    ``n_bins`` uniform bins over the central ``coverage`` of their training values (values
+    outside go to the end bins) and each bin holds the sum of the absolute values in it.
+    Ajani et al. bin the signal-to-noise ratio ``w / sigma_j``; with one noise level per
+    scale that is the same statistic up to each scale's bin range, which here comes from
+    the training maps. ``n_scales * n_bins`` features.
+
+    Examples
+    --------
+    >>> f = StarletL1Features(n_scales=3, n_bins=4).fit(torch.randn(4, 32, 32))
+    >>> f.transform(torch.randn(2, 32, 32)).shape, f.n_parameters()
+    ((2, 12), 15)
+    """
+
+    def __init__(self, n_scales: int = 5, n_bins: int = 20, coverage: float = 0.998) -> None:
+        if not 0 < coverage <= 1:
+            raise ValueError(f"coverage must be in (0, 1], got {coverage}")
+        self.n_scales = n_scales
+        self.n_bins = n_bins
+        self.coverage = coverage
+
+    def _planes(self, maps: Tensor) -> Tensor:
+        return starlet(maps, self.n_scales).reshape(maps.shape[0], self.n_scales, -1)
+
+    def fit(self, maps: Tensor, sample: int = 1000) -> StarletL1Features:
+        planes = self._planes(maps[:sample])
+        self.edges_ = [
+            _edges(planes[:, j].double().numpy().ravel(), self.coverage, self.n_bins)
+            for j in range(self.n_scales)
+        ]
+        return self
+
+    def transform(self, maps: Tensor, chunk_size: int = 256) -> np.ndarray:
+        out = []
+        for i in range(0, maps.shape[0], chunk_size):
+            planes = self._planes(maps[i : i + chunk_size])
+            parts = [_binned_l1(planes[:, j], e) for j, e in enumerate(self.edges_)]
+            out.append(torch.cat(parts, dim=1).numpy())
+        return np.concatenate(out)
+
+    def names(self) -> list[str]:
+        return [f"{p}_l1_bin{k}" for p in _plane_names(self.n_scales) for k in range(self.n_bins)]
+
+    def n_parameters(self) -> int:
+        """Numbers fitted on the training maps: the bin edges."""
+        return sum(len(e) for e in self.edges_)
+
+
+class StarletPeakFeatures(Savable):
+    """Starlet peak counts (Ajani et al. 2020): per starlet plane, the heights of its
+    peaks histogrammed.
+
+    Peaks are strict 8-neighbour maxima of each plane of
+    :func:`~cosmology.statistics.starlet` away from the edges; their heights are counted
+    in ``n_bins`` uniform bins over the central ``coverage`` of the training heights of that
+    plane (heights outside are not counted). ``n_scales * n_bins`` features.
+
+    Examples
+    --------
+    >>> f = StarletPeakFeatures(n_scales=3, n_bins=4).fit(torch.randn(4, 32, 32))
+    >>> f.transform(torch.randn(2, 32, 32)).shape
+    (2, 12)
+    """
+
+    def __init__(self, n_scales: int = 5, n_bins: int = 20, coverage: float = 0.998) -> None:
+        if not 0 < coverage <= 1:
+            raise ValueError(f"coverage must be in (0, 1], got {coverage}")
+        self.n_scales = n_scales
+        self.n_bins = n_bins
+        self.coverage = coverage
+
+    def _values(self, maps: Tensor) -> list[tuple[Tensor, Tensor]]:
+        planes = starlet(maps, self.n_scales)
+        out = []
+        for j in range(self.n_scales):
+            x = planes[:, j]
+            which, r, c = find_peaks(x, "interior").nonzero(as_tuple=True)
+            out.append((x[which, r, c], which))
+        return out
+
+    def fit(self, maps: Tensor) -> StarletPeakFeatures:
+        self.edges_ = [
+            _edges(v.double().numpy(), self.coverage, self.n_bins) for v, _ in self._values(maps)
+        ]
+        return self
+
+    def transform(self, maps: Tensor, chunk_size: int = 256) -> np.ndarray:
+        out = []
+        for i in range(0, maps.shape[0], chunk_size):
+            chunk = maps[i : i + chunk_size]
+            hist = [
+                _counts(v[:, None], w, chunk.shape[0], [e])
+                for (v, w), e in zip(self._values(chunk), self.edges_, strict=True)
+            ]
+            out.append(torch.cat(hist, dim=1).double().numpy())
+        return np.concatenate(out)
+
+    def names(self) -> list[str]:
+        return [
+            f"{p}_peaks_bin{k}" for p in _plane_names(self.n_scales) for k in range(self.n_bins)
+        ]
+
+    def n_parameters(self) -> int:
+        """Numbers fitted on the training maps: the bin edges."""
+        return sum(len(e) for e in self.edges_)
+
+
+#: How the scattering coefficients of several orientations are combined.
+ORIENTATIONS = ("all", "relative", "mean")
+
+
+def scattering_paths(J: int, L: int) -> list[tuple[int, ...]]:
+    """The paths of kymatio's 2D scattering coefficients, in its output order.
+
+    ``()`` for the low-pass (order 0), ``(j1, theta1)`` for order 1 and
+    ``(j1, theta1, j2, theta2)`` (``j2 > j1``) for order 2: ``1 + J L + L^2 J (J - 1) / 2``.
+
+    Examples
+    --------
+    >>> p = scattering_paths(2, 2)
+    >>> len(p), p[:3], p[-1]
+    (9, [(), (0, 0), (0, 1)], (0, 1, 1, 1))
+    """
+    first = [(j, t) for j in range(J) for t in range(L)]
+    second = [(j1, t1, j2, t2) for j1, t1 in first for j2, t2 in first if j2 > j1]
+    return [(), *first, *second]
+
+
+def _path_name(path: tuple[int, ...], orientations: str, L: int) -> str:
+    """The name of the reduced path a kymatio path belongs to."""
+    if not path:
+        return "S0"
+    if len(path) == 2:
+        return f"S1_j{path[0]}" + ("" if orientations != "all" else f"_t{path[1]}")
+    j1, t1, j2, t2 = path
+    if orientations == "mean":
+        return f"S2_j{j1}_j{j2}"
+    if orientations == "relative":
+        return f"S2_j{j1}_j{j2}_dt{(t2 - t1) % L}"
+    return f"S2_j{j1}_t{t1}_j{j2}_t{t2}"
+
+
+def _orientation_groups(J: int, L: int, orientations: str) -> tuple[list[str], list[int]]:
+    """The names of the reduced paths and, for every kymatio path, its reduced path."""
+    keys = [_path_name(p, orientations, L) for p in scattering_paths(J, L)]
+    groups = list(dict.fromkeys(keys))
+    index = {k: i for i, k in enumerate(groups)}
+    return groups, [index[k] for k in keys]
+
+
+class ScatteringFeatures(Savable):
+    """kymatio's 2D scattering transform (Morlet wavelets), averaged over each map.
+
+    ``kymatio.torch.Scattering2D(J, L)`` gives the low-pass ``S0``, the first-order
+    ``S1(j, theta) = |x * psi_{j,theta}| * phi_J`` and the second-order
+    ``S2(j1, theta1, j2, theta2) = ||x * psi_{j1,theta1}| * psi_{j2,theta2}| * phi_J``
+    (``j2 > j1``); every channel is averaged over the map (Cheng et al. 2020). Then
+    ``orientations`` combines the angles: ``"all"`` keeps them
+    (``1 + J L + L^2 J (J-1) / 2`` features), ``"relative"`` averages the pairs with the same
+    ``theta2 - theta1`` (``1 + J + L J (J-1) / 2``) and ``"mean"`` every angle
+    (``1 + J + J (J-1) / 2``, the isotropic reduction). With ``log`` the orders 1 and 2
+    are replaced by their logarithm (``S0``, which may be negative, is not).
+
+    Nothing is fitted; ``J`` must satisfy ``2**J <= N`` (kymatio's limit).
+
+    Examples
+    --------
+    >>> f = ScatteringFeatures(J=2, L=4, orientations="mean").fit(torch.randn(2, 16, 16))
+    >>> f.transform(torch.randn(3, 16, 16)).shape, f.names()[:3]
+    ((3, 4), ['S0', 'S1_j0', 'S1_j1'])
+    """
+
+    _state_exclude = ("_scattering",)
+
+    def __init__(self, J: int = 4, L: int = 8, log: bool = True, orientations: str = "all"):
+        if orientations not in ORIENTATIONS:
+            raise ValueError(f"orientations must be one of {ORIENTATIONS}, got {orientations!r}")
+        if J < 1 or L < 1:
+            raise ValueError(f"J and L must be >= 1, got J={J}, L={L}")
+        self.J = J
+        self.L = L
+        self.log = log
+        self.orientations = orientations
+        self._scattering = None
+
+    def _transform_for(self, n: int):
+        if 2**self.J > n:
+            raise ValueError(
+                f"the scattering transform needs 2**J <= N: J={self.J} is too large for "
+                f"{n}x{n} maps (at most {int(np.log2(n))})"
+            )
+        if self._scattering is None or tuple(self._scattering.shape) != (n, n):
+            from cosmology._kymatio import Scattering2D
+
+            self._scattering = Scattering2D(J=self.J, shape=(n, n), L=self.L)
+        return self._scattering
+
+    def fit(self, maps: Tensor) -> ScatteringFeatures:
+        """Check the maps' size against ``J`` (nothing is learned)."""
+        self._transform_for(maps.shape[-1])
+        return self
+
+    def coefficients(self, maps: Tensor, chunk_size: int = 64) -> Tensor:
+        """``(B, n_paths)`` float64 map averages of every scattering path (no log)."""
+        scattering = self._transform_for(maps.shape[-1])
+        out = []
+        with torch.no_grad():
+            for i in range(0, maps.shape[0], chunk_size):
+                s = scattering(maps[i : i + chunk_size].contiguous())
+                out.append(s.mean(dim=(-2, -1)).double())
+        return torch.cat(out)
+
+    def reduce(self, coefficients: Tensor) -> np.ndarray:
+        """The features from :meth:`coefficients`: orientations combined, then the log."""
+        groups, index = _orientation_groups(self.J, self.L, self.orientations)
+        member = torch.zeros(len(index), len(groups), dtype=torch.float64)
+        member[torch.arange(len(index)), torch.tensor(index)] = 1.0
+        x = coefficients.double() @ (member / member.sum(0))
+        if self.log:
+            x[:, 1:] = torch.log(x[:, 1:].clamp(min=1e-30))
+        return x.numpy()
+
+    def transform(self, maps: Tensor) -> np.ndarray:
+        """``(B, F)`` float64 features."""
+        return self.reduce(self.coefficients(maps))
+
+    def names(self) -> list[str]:
+        return _orientation_groups(self.J, self.L, self.orientations)[0]
+
+    def n_parameters(self) -> int:
+        """Numbers fitted on the training maps: none (the Morlet filters are fixed)."""
+        return 0
+
+
+class WaveletScatteringFeatures(Savable):
+    """A scattering transform through a 2D DWT (the learned wavelet) instead of Morlets.
+
+    With ``W`` the ``J``-level transform and its detail bands ``w_{j,o}`` (``o`` in H, V, D):
+    the mean of the approximation ``cA_J`` (order 0); the first order
+    ``mean |w_{j,o}|`` of every detail band; the second order ``mean |v_{j2,o2}|`` where
+    ``v`` are the detail bands of the ``(J - j1)``-level transform (same wavelet, same
+    boundary mode) of ``|w_{j1,o1}|``, i.e. the scales ``j2 = j1 + 1 .. J``. So
+    ``1 + 3 J + 9 J (J - 1) / 2`` features; with ``log`` orders 1 and 2 are replaced by
+    their logarithm. Nothing but the wavelet's taps (counted by the student) is learned.
+
+    Examples
+    --------
+    >>> from shared import DWT2d
+    >>> f = WaveletScatteringFeatures(DWT2d("db2", levels=2)).fit(torch.randn(2, 32, 32))
+    >>> f.transform(torch.randn(3, 32, 32)).shape, f.names()[:2], f.names()[-1]
+    ((3, 16), ['A2', 'H2'], 'D1_D2')
+    """
+
+    def __init__(self, transform, log: bool = True) -> None:
+        self.transform_ = transform
+        self.log = log
+
+    def fit(self, maps: Tensor) -> WaveletScatteringFeatures:
+        """Nothing is learned from the maps."""
+        return self
+
+    def _paths(self, maps: Tensor) -> list[Tensor]:
+        """The ``(B,)`` map averages of every path, in the order of :meth:`names`."""
+        t = self.transform_
+        with torch.no_grad():
+            coeffs = t(maps[:, None])
+            first, second = [coeffs[0][:, 0].mean(dim=(-2, -1))], []
+            for i, detail in enumerate(coeffs[1:]):
+                u = torch.cat(detail, dim=1).abs()  # (B, 3, n, n): H, V, D of level J - i
+                first += list(u.mean(dim=(-2, -1)).unbind(1))
+                if i == 0:
+                    continue
+                # Levels J - i + 1 .. J of |w|, coarse first: its details at every j2 > j1.
+                for sub_detail in DWT2d(t.wavelet, levels=i, mode=t.mode)(u)[1:]:
+                    for band in sub_detail:
+                        second += list(band.abs().mean(dim=(-2, -1)).unbind(1))
+        return first + second
+
+    def transform(self, maps: Tensor, chunk_size: int = 256) -> np.ndarray:
+        """``(B, F)`` float64 features."""
+        out = []
+        for i in range(0, maps.shape[0], chunk_size):
+            x = torch.stack(self._paths(maps[i : i + chunk_size]), 1).double()
+            if self.log:
+                x[:, 1:] = torch.log(x[:, 1:].clamp(min=1e-30))
+            out.append(x.numpy())
+        return np.concatenate(out)
+
+    def names(self) -> list[str]:
+        J = self.transform_.levels
+        first = [f"A{J}"] + [f"{o}{j}" for j in range(J, 0, -1) for o in "HVD"]
+        second = [
+            f"{o1}{j1}_{o2}{j2}"
+            for j1 in range(J - 1, 0, -1)
+            for j2 in range(J, j1, -1)
+            for o2 in "HVD"
+            for o1 in "HVD"
+        ]
+        return first + second
+
+    def n_parameters(self) -> int:
+        """Numbers fitted on the training maps: none (the wavelet's taps count apart)."""
+        return 0
+
+
 class ConcatFeatures(Savable):
-    """Several feature objects side by side (power spectrum + peaks)."""
+    """Several feature objects side by side (power spectrum + peaks).
+
+    Examples
+    --------
+    >>> f = ConcatFeatures([PixelQuantileFeatures((0.5,)), StarletL1Features(3, 2)])
+    >>> f.fit(torch.randn(4, 16, 16)).transform(torch.randn(2, 16, 16)).shape
+    (2, 7)
+    """
 
     def __init__(self, parts: Sequence) -> None:
         self.parts = list(parts)
@@ -512,6 +860,27 @@ class ConcatFeatures(Savable):
 
     def transform(self, maps: Tensor) -> np.ndarray:
         return np.concatenate([p.transform(maps) for p in self.parts], axis=1)
+
+    def n_parameters(self) -> int:
+        """The fitted numbers its parts count (:func:`feature_parameters`)."""
+        return sum(feature_parameters(p) for p in self.parts)
+
+
+def feature_parameters(features) -> int:
+    """Numbers a feature object fitted on the training maps, where it counts them.
+
+    Feature sets added with the scattering and starlet statistics count their bin edges
+    (:meth:`StarletL1Features.n_parameters`); the older ones count none, as before.
+
+    Examples
+    --------
+    >>> feature_parameters(StarletL1Features(3, 4).fit(torch.randn(2, 16, 16)))
+    15
+    >>> feature_parameters(PixelQuantileFeatures((0.5,)))
+    0
+    """
+    count = getattr(features, "n_parameters", None)
+    return int(count()) if callable(count) else 0
 
 
 # --------------------------------------------------------------------------- predictors
@@ -787,13 +1156,19 @@ class MapStudent(Savable):
     def predict(self, maps: Tensor) -> np.ndarray:
         """Predictions ``(B, n_targets)`` for maps ``(B, N, N)``, checked to be finite."""
         self.check_maps(maps)
-        pred = self.model.predict(self.features.transform(maps))
-        return check_predictions(pred, f"the student {self.method!r}")
+        return self.predict_features(self.features.transform(maps))
+
+    def predict_features(self, X: np.ndarray) -> np.ndarray:
+        """Predictions from ``self.features.transform(maps)`` computed already (students
+        sharing their features), checked to be finite: the same as :meth:`predict`."""
+        return check_predictions(self.model.predict(X), f"the student {self.method!r}")
 
     def n_parameters(self) -> int:
-        """Numbers the student stores to predict: the predictor's, plus learned taps."""
+        """Numbers the student stores to predict: the predictor's, plus learned taps, plus
+        what its features fitted where they count it (:func:`feature_parameters`)."""
         count = getattr(self.model, "n_parameters", None)
-        return (int(count()) if callable(count) else 0) + self.n_taps
+        head = int(count()) if callable(count) else 0
+        return head + self.n_taps + feature_parameters(self.features)
 
 
 #: The classes a saved cosmology student may contain (see :func:`shared.students.load_student`).
@@ -804,6 +1179,10 @@ STUDENT_CLASSES = class_map(
     PowerSpectrumFeatures,
     PixelQuantileFeatures,
     MinkowskiFeatures,
+    ScatteringFeatures,
+    StarletL1Features,
+    StarletPeakFeatures,
+    WaveletScatteringFeatures,
     ConcatFeatures,
     TemplateChi2,
     _MultiOutput,

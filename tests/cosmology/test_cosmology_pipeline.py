@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from unittest.mock import ANY
 
 import numpy as np
 import pandas as pd
@@ -164,8 +165,25 @@ def test_metrics_are_complete_finite_and_sensible(run_dir):
         "db5_l1",
         "awd_taylornet",
         "db5_taylornet",
+        # the field's strongest statistics and our scattering students, three heads each
+        *(
+            f"{family}{head}"
+            for family in (
+                "scattering",
+                "starlet_l1",
+                "starlet_peaks",
+                "power_peaks_minkowski",
+                "awd_scattering",
+                "db5_scattering",
+                "awd_l1_multiscale",
+                "db5_l1_multiscale",
+            )
+            for head in ("_pooled", "_ridge", "_xgboost")
+        ),
     ):
         assert name in methods, name
+    # Only the three heads for them: no per-cosmology chi-square.
+    assert "scattering" not in methods and "starlet_l1" not in methods
     assert np.isfinite(m[["value", "sd", "seconds_per_item", "n_parameters"]].to_numpy()).all()
     assert (m.value >= 0).all() and (m.value < 0.5).all() and (m.sd >= 0).all()
     assert (m.n_test == 24).all() and (m.metric == "rmse").all()  # 3 cosmologies x 8 maps
@@ -177,6 +195,29 @@ def test_metrics_are_complete_finite_and_sensible(run_dir):
     assert sel["selection"]["awd"]["wavelet"] == "lam0.005_gam0.01"
     assert sel["selection"]["awd_gamma0"]["wavelet"] == "lam0.005_gam0"
     assert sel["parameters"]["teacher"] > 1000 and sel["speed_ratio_teacher_over_awd"] > 0
+    chosen = sel["selection"]
+    assert chosen["scattering_pooled"]["orientations"] in ("all", "relative", "mean")
+    assert chosen["scattering_xgboost"] == {
+        **chosen["scattering_ridge"],
+        "predictor": "xgboost",
+        "val_score": ANY,
+    }
+    assert chosen["awd_scattering_ridge"]["wavelet"] in ("lam0.005_gam0.01",)
+    # Concision: the starlet students count their bin edges (5 planes x 21) and the head
+    # (ridge: 2 x 100 coefficients, 2 intercepts, the scaler's 100 means and scales).
+    params = sel["parameters"]
+    assert params["starlet_l1_ridge"] == 5 * 21 + 2 * 100 + 2 + 2 * 100
+    # The learned wavelet's 10 taps count; db5's do not.
+    assert params["awd_scattering_ridge"] == params["db5_scattering_ridge"] + 10
+
+
+def test_learned_wavelet_students_are_compared_with_their_db5_twins(run_dir):
+    comp = pd.read_csv(run_dir / "evaluate" / "comparisons.csv")
+    pairs = set(zip(comp.a, comp.b, strict=True))
+    for family in ("awd_scattering", "awd_l1_multiscale"):
+        for head in ("_pooled", "_ridge", "_xgboost"):
+            assert (family + head, "db5" + family[3:] + head) in pairs
+            assert (family + head, "teacher") in pairs
 
 
 def test_trivial_is_the_training_mean(run_dir, data_root):
@@ -197,7 +238,18 @@ def _test_files(run_dir) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "method", ["awd", "awd_multiscale_xgboost", "db5_l1_ridge", "roberts", "awd_taylornet"]
+    "method",
+    [
+        "awd",
+        "awd_multiscale_xgboost",
+        "db5_l1_ridge",
+        "roberts",
+        "awd_taylornet",
+        "scattering_ridge",
+        "starlet_peaks_pooled",
+        "awd_scattering_xgboost",
+        "awd_l1_multiscale_ridge",
+    ],
 )
 def test_predicting_the_test_split_reproduces_the_evaluation(run_dir, tmp_path, method):
     files = _test_files(run_dir)
