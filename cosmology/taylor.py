@@ -32,18 +32,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from cosmology.student import WaveletL1Features, band_names
 from shared import DWT2d
 from shared.evaluation import bootstrap_draws, mean_scaled_rmse
-from shared.runs import atomic_write, write_json
 from shared.taylornet.student import (
-    PROVISIONAL,
     TaylorNetPredictor,
     band_terms,
     distil_classes,
-    terms_rows,
+    write_taylornet_files,
 )
 
 if TYPE_CHECKING:
@@ -195,34 +192,22 @@ def write_taylornet(out: Path, ctx: Context, scored: dict[str, Scored]) -> None:
 
 
 def _write(out: Path, terms: list[dict], refs: list[dict], arrays: dict[str, np.ndarray]) -> None:
-    expansion = (
-        "the whole net expanded to second order around training maps and averaged; "
-        "coefficients per training SD of each feature, in standardised parameter units; "
-        "main effects: sum of |first-order coefficients| of a band's features; "
-        "interactions: sum of |second-order coefficients| of a pair of bands' features"
+    write_taylornet_files(
+        out,
+        terms,
+        refs,
+        arrays,
+        expansion=(
+            "the whole net expanded to second order around training maps and averaged; "
+            "coefficients per training SD of each feature, in standardised parameter units; "
+            "main effects: sum of |first-order coefficients| of a band's features; "
+            "interactions: sum of |second-order coefficients| of a pair of bands' features"
+        ),
+        layout=(
+            "references in standardised input units (training SDs of each feature): "
+            "channels = bands, positions = bins; arrays in "
+            "taylornet_references.npz as '<method>.level<k>' (n_classes, bands, positions) "
+            "and '<method>.class_mean'"
+        ),
+        keys=("method", "target"),
     )
-    write_json(
-        out / "taylornet_terms.json",
-        {"provisional": PROVISIONAL, "expansion": expansion, "students": terms},
-    )
-    rows = [r for t in terms for r in terms_rows(t, method=t["method"], target=t["target"])]
-    frame = pd.DataFrame(rows)
-    atomic_write(
-        out / "taylornet_terms.csv", lambda p: frame.to_csv(p, index=False, float_format="%.6g")
-    )
-    note = (
-        "references in standardised input units (training SDs of each feature): "
-        "channels = bands, positions = bins; arrays in "
-        "taylornet_references.npz as '<method>.level<k>' (n_classes, bands, positions) "
-        "and '<method>.class_mean'"
-    )
-    write_json(
-        out / "taylornet_references.json",
-        {"provisional": PROVISIONAL, "arrays": note, "students": refs},
-    )
-
-    def save(path: Path) -> None:
-        with open(path, "wb") as fh:
-            np.savez(fh, **arrays)
-
-    atomic_write(out / "taylornet_references.npz", save)

@@ -32,18 +32,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from molecular_partner.config import OUTCOMES
 from molecular_partner.student import TraceStudent, band_names, grouped_cv_score
 from shared.evaluation import bootstrap_draws
-from shared.runs import atomic_write, write_json
 from shared.taylornet.student import (
-    PROVISIONAL,
     TaylorNetPredictor,
     band_terms,
     distil_classes,
-    terms_rows,
+    write_taylornet_files,
 )
 
 if TYPE_CHECKING:
@@ -199,41 +196,23 @@ def _references(ctx: Context, model: TaylorNetPredictor, name: str) -> tuple[dic
 
 
 def _write(out: Path, terms: list[dict], refs: list[dict], arrays: dict[str, np.ndarray]) -> None:
-    expansion = (
-        "the whole net expanded to second order around training tracks and averaged; "
-        "coefficients per training SD of each feature, in standardised outcome units "
-        "(regression) or logits (binary); main effects: sum of |first-order coefficients| "
-        "of a scale's features; interactions: sum of |second-order coefficients| of a pair "
-        "of scales' features"
+    write_taylornet_files(
+        out,
+        terms,
+        refs,
+        arrays,
+        expansion=(
+            "the whole net expanded to second order around training tracks and averaged; "
+            "coefficients per training SD of each feature, in standardised outcome units "
+            "(regression) or logits (binary); main effects: sum of |first-order coefficients| "
+            "of a scale's features; interactions: sum of |second-order coefficients| of a pair "
+            "of scales' features"
+        ),
+        layout=(
+            "references in standardised input units (training SDs of each feature): "
+            "channels = scales, positions = ranks of the top-k values; arrays in "
+            "taylornet_references.npz as '<method>.level<k>' (n_classes, scales, k) and "
+            "'<method>.class_mean'"
+        ),
+        keys=("method", "outcome", "target"),
     )
-    write_json(
-        out / "taylornet_terms.json",
-        {"provisional": PROVISIONAL, "expansion": expansion, "students": terms},
-    )
-    rows = [
-        r
-        for t in terms
-        for r in terms_rows(t, method=t["method"], outcome=t["outcome"], target=t["target"])
-    ]
-    frame = pd.DataFrame(rows)
-    atomic_write(
-        out / "taylornet_terms.csv", lambda p: frame.to_csv(p, index=False, float_format="%.6g")
-    )
-    if not refs:
-        return
-    note = (
-        "references in standardised input units (training SDs of each feature): "
-        "channels = scales, positions = ranks of the top-k values; arrays in "
-        "taylornet_references.npz as '<method>.level<k>' (n_classes, scales, k) and "
-        "'<method>.class_mean'"
-    )
-    write_json(
-        out / "taylornet_references.json",
-        {"provisional": PROVISIONAL, "arrays": note, "students": refs},
-    )
-
-    def save(path: Path) -> None:
-        with open(path, "wb") as fh:
-            np.savez(fh, **arrays)
-
-    atomic_write(out / "taylornet_references.npz", save)

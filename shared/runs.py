@@ -147,6 +147,25 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     return atomic_write(path, lambda p: p.write_text(text))
 
 
+def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> Path:
+    """Atomically write named arrays as an ``.npz`` (read back with ``allow_pickle=False``).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = write_npz(pathlib.Path(tempfile.mkdtemp()) / "a.npz", {"x": np.arange(3)})
+    >>> with np.load(p, allow_pickle=False) as z:
+    ...     z["x"].tolist()
+    [0, 1, 2]
+    """
+
+    def save(target: Path) -> None:
+        with open(target, "wb") as fh:
+            np.savez(fh, **dict[str, Any](arrays))
+
+    return atomic_write(path, save)
+
+
 def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> Path:
     """Atomically write dict rows as CSV (columns in order of first appearance).
 

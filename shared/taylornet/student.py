@@ -53,6 +53,7 @@ __all__ = [
     "band_terms",
     "distil_classes",
     "terms_rows",
+    "write_taylornet_files",
 ]
 
 #: What every file written from these students says about the design.
@@ -431,6 +432,55 @@ def terms_rows(record: Mapping[str, Any], **keys: Any) -> list[dict[str, Any]]:
         for r in record["interactions"]
     ]  # fmt: skip
     return rows
+
+
+def write_taylornet_files(
+    out: Any,
+    terms: Sequence[Mapping[str, Any]],
+    refs: Sequence[Mapping[str, Any]],
+    arrays: Mapping[str, np.ndarray],
+    *,
+    expansion: str,
+    layout: str,
+    keys: Sequence[str],
+) -> None:
+    """Write an evaluation's TaylorNet terms and class references.
+
+    ``taylornet_terms.json`` (the records, with ``expansion`` saying what the numbers
+    are) and ``.csv`` (:func:`terms_rows`, keyed by the record fields ``keys``);
+    ``taylornet_references.json`` (with ``layout`` saying how the arrays are laid out) and
+    ``.npz`` (``arrays``) when there are references.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp())
+    >>> rec = {"method": "m", "main_effects": [], "interactions": []}
+    >>> write_taylornet_files(out, [rec], [], {}, expansion="e", layout="l", keys=["method"])
+    >>> sorted(p.name for p in out.iterdir())
+    ['taylornet_terms.csv', 'taylornet_terms.json']
+    """
+    from pathlib import Path
+
+    from shared.runs import atomic_write, write_json, write_npz
+
+    out = Path(out)
+    write_json(
+        out / "taylornet_terms.json",
+        {"provisional": PROVISIONAL, "expansion": expansion, "students": list(terms)},
+    )
+    rows = [r for t in terms for r in terms_rows(t, **{k: t[k] for k in keys})]
+    frame = pd.DataFrame(rows)
+    atomic_write(
+        out / "taylornet_terms.csv", lambda p: frame.to_csv(p, index=False, float_format="%.6g")
+    )
+    if not refs:
+        return
+    write_json(
+        out / "taylornet_references.json",
+        {"provisional": PROVISIONAL, "arrays": layout, "students": list(refs)},
+    )
+    write_npz(out / "taylornet_references.npz", arrays)
 
 
 def _hits(y: np.ndarray, p: np.ndarray) -> float:
