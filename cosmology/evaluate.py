@@ -581,7 +581,28 @@ def select_on_validation(ctx: Context) -> tuple[dict[str, Choice], list[dict]]:
     _select_xgboost(ctx, best, val_table, list(dict.fromkeys(families)))
     select_taylornet(ctx, best, val_table)
     order = [m for m in ORDER if m in best] + [m for m in best if m not in ORDER]
-    return {m: best[m] for m in order}, val_table
+    return {m: best[m] for m in _heads_together(order)}, val_table
+
+
+def _heads_together(order: list[str]) -> list[str]:
+    """``<family>_xgboost`` moved right after ``<family>_ridge``.
+
+    Examples
+    --------
+    >>> _heads_together(["a_pooled", "a_ridge", "b_ridge", "a_xgboost", "b_xgboost"])
+    ['a_pooled', 'a_ridge', 'a_xgboost', 'b_ridge', 'b_xgboost']
+    """
+    moved = {
+        m for m in order if m.endswith("_xgboost") and m[: -len("_xgboost")] + "_ridge" in order
+    }
+    out = []
+    for m in order:
+        if m in moved:
+            continue
+        out.append(m)
+        if m.endswith("_ridge") and (x := m[: -len("_ridge")] + "_xgboost") in moved:
+            out.append(x)
+    return out
 
 
 # --------------------------------------------------------------------------- step 2: refit
@@ -620,16 +641,26 @@ def refit_and_score(ctx: Context, choices: dict[str, Choice]) -> dict[str, Score
         ctx.targets("train"), ctx.splits.n_pix, ctx.splits.side_angle_deg, ctx.cfg.data.targets
     )
     scored["trivial"] = Scored("trivial", trivial.predict(xte), trivial, trivial.n_parameters())
-    test_features: dict[int, np.ndarray] = {}
+    cache: dict[Any, Any] = {}
     for method, choice in choices.items():
         student = _student_of(ctx, choice)
-        key = id(choice.features)
-        if key not in test_features:
-            student.check_maps(xte)
-            test_features[key] = student.features.transform(xte)
-        pred = student.predict_features(test_features[key])
+        student.check_maps(xte)
+        pred = student.predict_features(_test_features(choice.features, xte, cache))
         scored[method] = Scored(method, pred, student, student.n_parameters(), choice=choice)
     return scored
+
+
+def _test_features(features: Any, xte: torch.Tensor, cache: dict[Any, Any]) -> np.ndarray:
+    """``features.transform(xte)``, computed once per feature object (and the scattering
+    coefficients once for every angle reduction: ``transform`` is ``reduce`` of them)."""
+    if isinstance(features, ScatteringFeatures):
+        key: Any = ("scattering", features.J, features.L)
+        if key not in cache:
+            cache[key] = features.coefficients(xte)
+        return features.reduce(cache[key])
+    if id(features) not in cache:
+        cache[id(features)] = features.transform(xte)
+    return cache[id(features)]
 
 
 # --------------------------------------------------------------------------- step 3: time
