@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from shared.config import INERT_WHEN_NO_CDEP, INERT_WHEN_NO_REALITY_CHECKS, record_settings, setting
 from shared.config import load_config as _load_config
-from shared.config import record_settings, setting
 from shared.distill import DistillConfig
 from shared.interpret.named import check_group_names
 from shared.transform import Mode
@@ -232,16 +232,11 @@ class RunConfig:
 #: Settings added after runs were first recorded, and when each leaves the results as
 #: they were: a step's record leaves them out then, so the runs made before stay valid.
 _INERT = {
-    TeacherConfig: {
-        name: (lambda t: t.cdep_weight == 0)
-        for name in ("cdep_weight", "cdep_groups", "cdep_wavelet")
-    },
+    TeacherConfig: INERT_WHEN_NO_CDEP,
     EvaluateConfig: {
         "n_acd_examples": lambda e: e.n_acd_examples == 2,
         "acd_tiles": lambda e: e.acd_tiles == 4,
-        "reality_checks": lambda e: not e.reality_checks,
-        "reality_check_items": lambda e: not e.reality_checks,
-        "reality_check_epochs": lambda e: not e.reality_checks,
+        **INERT_WHEN_NO_REALITY_CHECKS,
     },
 }
 

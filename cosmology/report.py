@@ -41,11 +41,13 @@ from shared.evaluation import COMPARISON_COLUMNS
 from shared.plots import filter_change, plot_estimates, plot_filter_delta, plot_grid_heatmap
 from shared.plots import plot_wavelet as draw_wavelet
 from shared.report import (
+    GROUPS,
     MIN_SELECTION_ITEMS,
     Headline,
     Section,
     comparison_phrase,
     format_estimate,
+    method_group,
     paired_words,
 )
 from shared.report import write_report as write_page
@@ -112,13 +114,6 @@ SPECIAL_NAMES = {
     "db5_taylornet": "db5 ℓ1-norm · TaylorNet",
 }
 #: The groups of the results table, in order.
-GROUPS = (
-    "Teacher",
-    "AWD students (learned wavelet)",
-    "Fixed-wavelet students (db5)",
-    "Baselines",
-    "Trivial",
-)
 LEGEND = {
     "learned-wavelet peaks": "peak counts of the four 3×3 kernels the paper cuts from the "
     "learned wavelet's finest filters (LL, LH, HL, HH), histogrammed per map",
@@ -174,25 +169,6 @@ def method_name(method: str) -> str:
     if parts is None:
         return method
     return f"{FEATURES[parts[0]]} · {PREDICTORS[parts[1]]}"
-
-
-def method_group(method: str) -> str:
-    """The group of a method in the results table (one of :data:`GROUPS`).
-
-    Examples
-    --------
-    >>> [method_group(m) for m in ("teacher", "awd_l1", "db5_pooled", "minkowski", "trivial")]
-    ['Teacher', 'AWD students (learned wavelet)', 'Fixed-wavelet students (db5)', 'Baselines', 'Trivial']
-    """  # noqa: E501
-    if method == "teacher":
-        return GROUPS[0]
-    if method == "trivial":
-        return GROUPS[4]
-    if method.startswith("awd"):
-        return GROUPS[1]
-    if method.startswith("db5"):
-        return GROUPS[2]
-    return GROUPS[3]
 
 
 def _same_student_db5(method: str) -> str | None:

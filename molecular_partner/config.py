@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from shared.config import INERT_WHEN_NO_CDEP, INERT_WHEN_NO_REALITY_CHECKS, record_settings, setting
 from shared.config import load_config as _load_config
-from shared.config import record_settings, setting
 from shared.distill import DistillConfig
 from shared.interpret.named import check_group_names
 from shared.transform import Mode
@@ -162,19 +162,14 @@ class RunConfig:
 #: they were: a step's record leaves them out then, so the runs made before stay valid.
 _INERT = {
     TeacherSettings: {
-        **{
-            name: (lambda t: t.cdep_weight == 0)
-            for name in ("cdep_weight", "cdep_groups", "cdep_wavelet")
-        },
+        **INERT_WHEN_NO_CDEP,
         "arch": lambda t: t.arch == "lstm",
         "width": lambda t: t.arch == "lstm",
     },
     EvaluateSettings: {
         "n_acd_examples": lambda e: e.n_acd_examples == 2,
         "acd_tile": lambda e: e.acd_tile == 2,
-        "reality_checks": lambda e: not e.reality_checks,
-        "reality_check_items": lambda e: not e.reality_checks,
-        "reality_check_epochs": lambda e: not e.reality_checks,
+        **INERT_WHEN_NO_REALITY_CHECKS,
     },
 }
 

@@ -41,12 +41,14 @@ from shared import LearnableWavelet, load_transform
 from shared.evaluation import COMPARISON_COLUMNS, verdict
 from shared.plots import filter_change, plot_estimates, plot_filter_delta, plot_wavelet
 from shared.report import (
+    GROUPS,
     MIN_SELECTION_ITEMS,
     Headline,
     Section,
     format_estimate,
     paired_words,
 )
+from shared.report import method_group as _method_group
 from shared.report import write_report as write_page
 from shared.runs import RunDir, atomic_write
 
@@ -97,13 +99,6 @@ NAMES = {
     "train_mean": "training mean",
 }
 #: The groups of the results table, in order.
-GROUPS = (
-    "Teacher",
-    "AWD students (learned wavelet)",
-    "Fixed-wavelet students (db5)",
-    "Baselines",
-    "Trivial",
-)
 LEGEND = {
     "top 6 per scale": "the paper's features: the 6 largest coefficients of each of the 5 "
     "scales (cA4, cD4 … cD1) of the wavelet transform of the trace",
@@ -132,15 +127,7 @@ def method_group(method: str) -> str:
     >>> [method_group(m) for m in ("teacher", "awd_xgboost", "db5", "hand_features")]
     ['Teacher', 'AWD students (learned wavelet)', 'Fixed-wavelet students (db5)', 'Baselines']
     """
-    if method == "teacher":
-        return GROUPS[0]
-    if method == "train_mean":
-        return GROUPS[4]
-    if method.startswith("awd"):
-        return GROUPS[1]
-    if method.startswith("db5"):
-        return GROUPS[2]
-    return GROUPS[3]
+    return _method_group(method, trivial="train_mean")
 
 
 @dataclass(frozen=True)

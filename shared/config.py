@@ -33,6 +33,8 @@ from typing import Any, TypeVar
 import yaml
 
 __all__ = [
+    "INERT_WHEN_NO_CDEP",
+    "INERT_WHEN_NO_REALITY_CHECKS",
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
@@ -259,6 +261,18 @@ def validate_config(config: Any, where: str = "config") -> None:
     >>> validate_config(DistillConfig())
     """
     config_from_dict(type(config), config_to_dict(config), where)
+
+
+#: A teacher's CDEP penalty settings change nothing while its weight is 0 (both domains'
+#: teacher settings carry these fields; see :func:`record_settings`).
+INERT_WHEN_NO_CDEP: dict[str, Callable[[Any], bool]] = {
+    name: (lambda t: t.cdep_weight == 0) for name in ("cdep_weight", "cdep_groups", "cdep_wavelet")
+}
+#: An evaluation's reality-check settings change nothing while the checks are off.
+INERT_WHEN_NO_REALITY_CHECKS: dict[str, Callable[[Any], bool]] = {
+    name: (lambda e: not e.reality_checks)
+    for name in ("reality_checks", "reality_check_items", "reality_check_epochs")
+}
 
 
 def record_settings(

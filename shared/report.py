@@ -44,6 +44,7 @@ from shared.runs import atomic_write
 
 __all__ = [
     "GENERATOR",
+    "GROUPS",
     "MIN_SELECTION_ITEMS",
     "Headline",
     "Section",
@@ -51,6 +52,7 @@ __all__ = [
     "figure_png",
     "format_difference",
     "format_estimate",
+    "method_group",
     "paired_words",
     "render",
     "write_report",
@@ -61,6 +63,38 @@ GENERATOR = "awd report shell 2"
 #: Fewer validation items than this make a selection among many candidates a coin toss
 #: (a score's bootstrap SD is then comparable to the differences between candidates).
 MIN_SELECTION_ITEMS = 100
+#: The groups of a results table, in the order they are shown.
+GROUPS = (
+    "Teacher",
+    "AWD students (learned wavelet)",
+    "Fixed-wavelet students (db5)",
+    "Baselines",
+    "Trivial",
+)
+
+
+def method_group(method: str, trivial: str = "trivial") -> str:
+    """The group of a method in a results table (one of :data:`GROUPS`), by its name:
+    ``teacher``, the trivial predictor ``trivial``, ``awd…`` and ``db5…``; the rest are
+    baselines.
+
+    Examples
+    --------
+    >>> [method_group(m) for m in ("teacher", "awd_l1", "db5_pooled", "minkowski", "trivial")]
+    ['Teacher', 'AWD students (learned wavelet)', 'Fixed-wavelet students (db5)', 'Baselines', 'Trivial']
+    >>> method_group("train_mean", trivial="train_mean")
+    'Trivial'
+    """  # noqa: E501
+    if method == "teacher":
+        return GROUPS[0]
+    if method == trivial:
+        return GROUPS[4]
+    if method.startswith("awd"):
+        return GROUPS[1]
+    if method.startswith("db5"):
+        return GROUPS[2]
+    return GROUPS[3]
+
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1080px;margin:auto;
