@@ -31,7 +31,6 @@ import logging
 import math
 import tempfile
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,12 +48,13 @@ from shared.interpret import (
     wavelet_scales,
 )
 from shared.interpret.evaluation import (
+    EXPLANATION_FILES,
     acd_examples,
     band_mass,
     cd_scale_scores,
     reality_checks,
+    write_explanations,
 )
-from shared.runs import write_json
 
 if TYPE_CHECKING:
     from cosmology.evaluate import Context
@@ -63,8 +63,6 @@ __all__ = ["EXPLANATION_FILES", "explain", "fourier_edges", "spread", "write_exp
 
 logger = logging.getLogger(__name__)
 
-#: The documents of :func:`explain`, by file name.
-EXPLANATION_FILES = ("cd_scales.json", "acd_examples.json", "reality_checks.json")
 PARAMETERS = {"omega_m": 0, "sigma_8": 1}
 UNITS = "teacher outputs: standardised parameters, (value - training mean) / training SD"
 
@@ -246,13 +244,3 @@ def explain(ctx: Context, transform: Any, wavelet: str) -> dict[str, dict[str, A
         if e.reality_checks
         else None,
     }
-
-
-def write_explanations(out: Path, docs: dict[str, dict[str, Any] | None]) -> None:
-    """Write the documents into ``out``; remove those not made (no stale file stays)."""
-    for name in EXPLANATION_FILES:
-        doc = docs.get(name)
-        if doc is None:
-            (out / name).unlink(missing_ok=True)
-        else:
-            write_json(out / name, doc)

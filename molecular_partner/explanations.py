@@ -31,7 +31,6 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,12 +42,13 @@ from molecular_partner.config import OUTCOMES, TeacherSettings
 from molecular_partner.teacher import train_teacher
 from shared.interpret import cd_attribution, level_groups, trim_attribution, wavelet_scales
 from shared.interpret.evaluation import (
+    EXPLANATION_FILES,
     acd_examples,
     band_mass,
     cd_scale_scores,
     reality_checks,
+    write_explanations,
 )
-from shared.runs import write_json
 
 if TYPE_CHECKING:
     from molecular_partner.evaluate import Context
@@ -57,7 +57,6 @@ __all__ = ["EXPLANATION_FILES", "explain", "sample_seconds", "write_explanations
 
 logger = logging.getLogger(__name__)
 
-EXPLANATION_FILES = ("cd_scales.json", "acd_examples.json", "reality_checks.json")
 TARGET = {OUTCOMES["regression"]: 0}
 
 
@@ -244,13 +243,3 @@ def explain(
         "acd_examples.json": acd_document(ctx, awd) if s.n_acd_examples else None,
         "reality_checks.json": checks,
     }
-
-
-def write_explanations(out: Path, docs: dict[str, dict[str, Any] | None]) -> None:
-    """Write the documents into ``out``; remove those not made (no stale file stays)."""
-    for name in EXPLANATION_FILES:
-        doc = docs.get(name)
-        if doc is None:
-            (out / name).unlink(missing_ok=True)
-        else:
-            write_json(out / name, doc)

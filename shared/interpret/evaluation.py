@@ -16,6 +16,7 @@ conservation).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,8 +31,42 @@ from shared.interpret.checks import (
     model_randomisation_test,
 )
 from shared.interpret.trim_cd import CoefficientGroup, trim_cd
+from shared.runs import write_json
 
-__all__ = ["acd_examples", "band_mass", "cd_scale_scores", "reality_checks"]
+__all__ = [
+    "EXPLANATION_FILES",
+    "acd_examples",
+    "band_mass",
+    "cd_scale_scores",
+    "reality_checks",
+    "write_explanations",
+]
+
+#: The documents an evaluation writes about its teacher's explanations, by file name.
+EXPLANATION_FILES = ("cd_scales.json", "acd_examples.json", "reality_checks.json")
+
+
+def write_explanations(out: Path, docs: Mapping[str, dict[str, Any] | None]) -> None:
+    """Write the documents (:data:`EXPLANATION_FILES`, by name) into ``out``; remove those
+    not made, so no stale file stays.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp())
+    >>> write_explanations(out, {"cd_scales.json": {"rows": []}})
+    >>> sorted(p.name for p in out.iterdir())
+    ['cd_scales.json']
+    >>> write_explanations(out, {})
+    >>> list(out.iterdir())
+    []
+    """
+    for name in EXPLANATION_FILES:
+        doc = docs.get(name)
+        if doc is None:
+            (out / name).unlink(missing_ok=True)
+        else:
+            write_json(out / name, doc)
 
 
 # -- CD per scale ------------------------------------------------------------------------------
