@@ -24,3 +24,17 @@ def _seed_everything():
     np.random.seed(0)  # noqa: NPY002 - code under test may use the legacy global RNG
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests, restored afterwards.
+
+    Tests of many tiny tensor ops: on a busy 2-core machine two threads mostly spin-wait
+    on each other. Module scope, so it already holds when module-scoped fixtures train.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

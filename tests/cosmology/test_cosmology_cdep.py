@@ -16,12 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BASE = TeacherConfig(width=4, epochs=2, batch_size=8, lr=3e-3, threads=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _data():

@@ -17,10 +17,7 @@ from shared.gradient_cache import plan_attributions
 from shared.students import load_student, save_student
 from shared.taylornet.student import TaylorNetPredictor
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _maps(n: int = 24, size: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,12 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BASE = TeacherSettings(epochs=3, batch_size=32)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _data():

@@ -14,13 +14,7 @@ from molecular_partner.pipeline import TRACE, RunData
 from molecular_partner.teacher import LSTMTeacher
 from shared import DWT1d
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tracks(cells, n, rng):

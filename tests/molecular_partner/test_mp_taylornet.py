@@ -24,10 +24,7 @@ from shared.gradient_cache import plan_attributions
 from shared.students import load_student, save_student
 from shared.taylornet.student import TaylorNetPredictor
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _traces(n: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -27,13 +27,7 @@ from shared.taylornet import (
 D64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: with 2 threads on a busy 2-core machine, spin-waiting dominates.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _fit_lbfgs(model, x, y, steps=200):

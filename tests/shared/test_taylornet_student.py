@@ -16,10 +16,7 @@ from shared.taylornet.student import (
     terms_rows,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _planted(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
