@@ -44,18 +44,30 @@ def simulate(
     n_frames: int = typer.Option(300, help="Frames per movie (1 s each)."),
     size: int = typer.Option(256, help="Movie width and height in pixels (80 nm)."),
     n_pits: int = typer.Option(300, help="Pit sites per cell."),
+    physics: str = typer.Option(
+        "v1",
+        help="Trace-to-outcome physics (molecular_partner.simulate.PHYSICS); "
+        "recorded in config.json.",
+    ),
     movies: bool = typer.Option(True, help="Render and write the TIFF movies."),
 ) -> None:
     """Simulate cells: TCYX movies, ground truth and ideal-tracker tracks."""
-    from molecular_partner.simulate import SimulationConfig, simulate_cells
+    from molecular_partner.simulate import PHYSICS, SimulationConfig, simulate_cells
 
     check_out_folder(out)
     if n_cells < 1:
         fail(f"--n-cells must be >= 1, got {n_cells}")
+    if physics not in PHYSICS:
+        fail(f"--physics must be one of {', '.join(sorted(PHYSICS))}, got {physics!r}")
     with user_errors():
-        cfg = SimulationConfig(n_frames=n_frames, shape=(size, size), n_pits=n_pits)
+        cfg = SimulationConfig(
+            n_frames=n_frames, shape=(size, size), n_pits=n_pits, physics=physics
+        )
         tracks, truth = simulate_cells(n_cells, cfg, seed=seed, out_dir=out, movies=movies)
-    typer.echo(f"{n_cells} cell(s), {len(truth)} pits, {len(tracks)} ideal tracks -> {out}")
+    typer.echo(
+        f"{n_cells} cell(s), {len(truth)} pits, {len(tracks)} ideal tracks "
+        f"(physics {physics}) -> {out}"
+    )
 
 
 # The detection defaults of TrackingConfig hold for this pixel size (the simulator's).

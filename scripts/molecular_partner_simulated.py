@@ -62,6 +62,11 @@ def main() -> None:
     parser.add_argument("--n-cells", type=int, default=8)
     parser.add_argument("--n-pits", type=int, default=1200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--physics",
+        default="v1",
+        help="Simulator physics (molecular_partner.simulate.PHYSICS); v1 made the committed run.",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="Tiny settings, for a smoke run.")
     parser.add_argument(
@@ -95,7 +100,7 @@ def main() -> None:
     test_cells = [f"cell{n_cells - 1}", f"cell{n_cells}"]  # the reference holds out 2 of 8 cells
     simulate_cells(
         n_cells,
-        SimulationConfig(n_pits=args.n_pits),
+        SimulationConfig(n_pits=args.n_pits, physics=args.physics),
         seed=args.seed,
         out_dir=work / "sim",
         movies=False,
@@ -138,7 +143,9 @@ def main() -> None:
         out / "run.json",
         {
             "command": "python scripts/molecular_partner_simulated.py"
-            + (" --quick" if args.quick else ""),
+            + (" --quick" if args.quick else "")
+            + (f" --physics {args.physics}" if args.physics != "v1" else ""),
+            "physics": args.physics,
             "n_cells": n_cells,
             "n_pits_per_cell": args.n_pits,
             "seed": args.seed,
