@@ -55,9 +55,17 @@ COPIED = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "molecular_partner_simulated")
     parser.add_argument(
-        "--out", type=Path, default=ROOT / "results" / "molecular_partner" / "simulated"
+        "--work",
+        type=Path,
+        help="Work folder (default runs/molecular_partner_simulated, _<physics> after it "
+        "for a physics other than v1).",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="Results folder (default results/molecular_partner/simulated, "
+        "simulated_<physics> for a physics other than v1).",
     )
     parser.add_argument("--n-cells", type=int, default=8)
     parser.add_argument("--n-pits", type=int, default=1200)
@@ -85,7 +93,11 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     # One thread: the machine is shared, and timings compare single-threaded pipelines.
     torch.set_num_threads(args.threads)
-    work, tic = args.work, time.perf_counter()
+    # Each physics has its own folders: a v2 run never overwrites the committed v1 one.
+    tail = "" if args.physics == "v1" else f"_{args.physics}"
+    work = args.work or ROOT / "runs" / f"molecular_partner_simulated{tail}"
+    out = args.out or ROOT / "results" / "molecular_partner" / f"simulated{tail}"
+    tic = time.perf_counter()
     overrides = list(args.overrides)
     if args.quick:
         overrides += [
@@ -124,7 +136,6 @@ def main() -> None:
         step()
         steps[name] = time.perf_counter() - step_tic
 
-    out = args.out
     out.mkdir(parents=True, exist_ok=True)
     for step, names in COPIED.items():
         for name in names:
