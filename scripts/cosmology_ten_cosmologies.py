@@ -111,8 +111,9 @@ def main() -> None:
     times["load"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
-    if run.read_step("teacher") is None:
-        run_train_teacher(run, cfg, resume=True, splits=splits)
+    # Kept when trained with these settings on these data; refused (or, with --force,
+    # redone) when they differ.
+    run_train_teacher(run, cfg, resume=True, splits=splits, force=args.force)
     times["teacher"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
