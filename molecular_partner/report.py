@@ -464,9 +464,8 @@ def goal_notes(metrics: pd.DataFrame, comparisons: pd.DataFrame | None = None) -
     awd = _value(metrics, "awd", "r2")
     for other, label in (("teacher", "AWD R² ≥ LSTM R²"), ("db5", "AWD R² > db5 R²")):
         diff, sd = _paired(comparisons, "awd", other)
+        # A tie is a tie for "≥" too: within its paired noise it is not shown reached.
         word = words[verdict(diff, sd, greater_is_better=True)]
-        if other == "teacher" and word == "Tie":
-            word = "Reached (tie within 2 paired SD)"
         notes.append(
             f"{word}: {label} ({awd:.3f} vs {_value(metrics, other, 'r2'):.3f}; paired "
             f"difference {diff:+.4f} ± {sd:.4f})."
