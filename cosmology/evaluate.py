@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +93,7 @@ from shared.evaluation import (
     select_best,
     write_table,
 )
+from shared.report import GROUPS, method_group
 from shared.runs import RunDir, atomic_write, fingerprint, load_transform, write_json
 from shared.students import save_student
 from shared.sweep import read_grid
@@ -819,9 +820,16 @@ def interpret(ctx: Context, choices: dict[str, Choice]) -> tuple[dict, dict[str,
 # --------------------------------------------------------------------------- step 5: write
 
 
-def _pairs(methods: list[str]) -> list[tuple[str, str]]:
+def _pairs(methods: list[str], default: str | None = None) -> list[tuple[str, str]]:
     """The comparisons the goals name: every AWD student against the teacher, against
-    db5 with the same student, and against gamma = 0 with the same student."""
+    db5 with the same student, and against gamma = 0 with the same student; the AWD
+    student chosen on validation (``default``) against every baseline.
+
+    Examples
+    --------
+    >>> _pairs(["teacher", "awd_ridge", "db5_ridge", "scattering_ridge", "trivial"], "awd_ridge")
+    [('awd_ridge', 'teacher'), ('awd_ridge', 'db5_ridge'), ('awd_ridge', 'scattering_ridge')]
+    """
     pairs = []
     for m in methods:
         if not m.startswith("awd") or m.startswith("awd_gamma0"):
@@ -831,6 +839,8 @@ def _pairs(methods: list[str]) -> list[tuple[str, str]]:
         for other in (f"db5{rest}", f"awd_gamma0{rest}"):
             if other in methods:
                 pairs.append((m, other))
+    if default in methods:
+        pairs += [(default, m) for m in methods if method_group(m) == GROUPS[3]]
     return pairs
 
 
@@ -855,14 +865,22 @@ def metric_rows(ctx: Context, scored: dict[str, Scored], draws: np.ndarray) -> l
     return rows
 
 
-def comparison_rows(ctx: Context, scored: dict[str, Scored], draws: np.ndarray) -> list[dict]:
-    """Rows of ``comparisons.csv``: paired RMSE differences over the same test maps."""
-    yte = ctx.targets("test")
+def comparison_rows(
+    y_test: np.ndarray,
+    predictions: Mapping[str, np.ndarray],
+    draws: np.ndarray,
+    default: str | None = None,
+) -> list[dict]:
+    """Rows of ``comparisons.csv``: paired RMSE differences over the same test maps.
+
+    A function of the test targets and the predictions alone (``predictions.npz`` holds
+    both), so the comparisons can be checked from a run's saved files.
+    """
     rows = []
-    for a, b in _pairs(list(scored)):
+    for a, b in _pairs(list(predictions), default):
         for j, p in enumerate(PARAMETERS):
             diff, sd = paired_difference(
-                rmse, yte[:, j], scored[a].pred[:, j], scored[b].pred[:, j], draws
+                rmse, y_test[:, j], predictions[a][:, j], predictions[b][:, j], draws
             )
             rows.append({"a": a, "b": b, "target": p, "metric": "rmse", "diff": diff, "sd": sd})
     return rows
@@ -916,7 +934,10 @@ def write_evaluation(
     draws = bootstrap_draws(len(yte), e.n_bootstrap, e.bootstrap_seed)
     out = run.step_dir("evaluate")
     metrics = write_table(out / "metrics.csv", metric_rows(ctx, scored, draws), METRICS_COLUMNS)
-    write_table(out / "comparisons.csv", comparison_rows(ctx, scored, draws), COMPARISON_COLUMNS)
+    preds = {m: item.pred for m, item in scored.items()}
+    write_table(
+        out / "comparisons.csv", comparison_rows(yte, preds, draws, default), COMPARISON_COLUMNS
+    )
     t_awd = scored["awd"].seconds if "awd" in scored else None
     t_teacher = scored["teacher"].seconds
     resnet = timing["resnet18_forward_seconds_per_map"]
@@ -956,8 +977,7 @@ def write_evaluation(
     write_json(out / "validation.json", val_table)
     info, arrays = interp
     write_json(out / "interpretation.json", info)
-    preds = {"y_test": yte, **{m: s.pred for m, s in scored.items()}}
-    atomic_write(out / "predictions.npz", lambda p: _savez(p, preds))
+    atomic_write(out / "predictions.npz", lambda p: _savez(p, {"y_test": yte, **preds}))
     atomic_write(out / "interpretation.npz", lambda p: _savez(p, arrays))
     write_taylornet(out, ctx, scored)
     return metrics

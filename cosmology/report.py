@@ -334,7 +334,9 @@ def _student_scales(method: str, pixel: float, n_levels: int) -> str:
             f"The student ({name}) reads only the finest scale: 3×3 kernels cut from the "
             f"level-1 filters (~{finest:.1f}′, ℓ {_ell(lo)}–{_ell(hi)})."
         )
-    if family.endswith(("_l1", "_scattering", "_l1_multiscale")) or family == "awd_multiscale":
+    # The TaylorNet students read the wavelet l1-norm of every band.
+    every = ("_l1", "_scattering", "_l1_multiscale", "_taylornet")
+    if family.endswith(every) or family == "awd_multiscale":
         return (
             f"The student ({name}) reads every level, from ~{finest:.1f}′ (level 1, "
             f"ℓ up to {_ell(hi)}) to ~{coarsest:.0f}′ (level {n_levels}) and the approximation."
@@ -406,7 +408,12 @@ def _answer(data: dict[str, Any]) -> str:
         )
     best = _best_baseline(m)
     if best is not None:
-        text.append(f"The best baseline, {method_name(best)}, reaches {both(best)}.")
+        text.append(f"The best baseline, {method_name(best)}, reaches {both(best)}")
+        # Runs evaluated before the student was compared with the baselines lack the row.
+        against = _paired(comp, chosen, best, PARAMETERS[0])
+        text[-1] += (
+            f"; AWD against it: {compared(chosen, best)}." if math.isfinite(against[1]) else "."
+        )
     text.append(f"The training mean: {both('trivial')}.")
     t_student = _value(m, chosen, PARAMETERS[0], "seconds_per_item")
     t_teacher = _value(m, "teacher", PARAMETERS[0], "seconds_per_item")

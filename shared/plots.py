@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from shared.wavelet import LearnableWavelet
 
@@ -216,6 +217,8 @@ def plot_estimates(
         ax.set_yticks(y)
         ax.tick_params(labelleft=False)
     ax.set_ylim(-0.6, n - 0.4)
+    # Few ticks: RMSE-like values with four decimals collide when matplotlib picks eight.
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
     ax.grid(axis="x", color="0.92", lw=0.6)
     ax.set_axisbelow(True)
     ax.set_xlabel(xlabel)
