@@ -175,16 +175,26 @@ def write_csv(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> Pat
     >>> p = write_csv(pathlib.Path(tempfile.mkdtemp()) / "h.csv", [{"epoch": 0, "loss": 1.5}])
     >>> p.read_text().splitlines()
     ['epoch,loss', '0,1.5']
+
+    A nested value (a dict or a list) is written as JSON, readable by ``json.loads``:
+
+    >>> p = write_csv(p, [{"point": "a", "provenance": {"task": None}}])
+    >>> p.read_text().splitlines()[1]
+    'a,"{""task"": null}"'
     """
     import csv
     import io
+
+    def cell(value: Any) -> Any:
+        value = _jsonable(value)
+        return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
 
     keys = list(dict.fromkeys(k for row in rows for k in row))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=keys, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _jsonable(v) for k, v in row.items()})
+        writer.writerow({k: cell(v) for k, v in row.items()})
     text = buffer.getvalue()
     return atomic_write(path, lambda p: p.write_text(text))
 
