@@ -51,7 +51,7 @@ from shared.gradient_cache import (
     plan_attributions,
 )
 from shared.losses import AWDLoss, PenaltyWeights, check_finite_terms
-from shared.runs import atomic_write, write_json
+from shared.runs import StaleResultError, atomic_write, differences, write_json
 from shared.transform import DWT1d, DWT2d, Mode
 from shared.wavelet import LearnableWavelet
 
@@ -641,9 +641,10 @@ class _TrainingState:
             return
         state, tensors = loaded
         if state["fingerprint"] != json.loads(json.dumps(fingerprint)):
-            raise ValueError(
-                f"{ckpt_dir}: the checkpoint was made with other settings "
-                f"({state['fingerprint']}), not {fingerprint}"
+            changed = differences(state["fingerprint"], fingerprint)
+            raise StaleResultError(
+                f"{ckpt_dir}: this checkpoint of an unfinished run was made with other "
+                f"settings ({'; '.join(changed)}); rerun with --force to redo it"
             )
         with torch.no_grad():
             transform.wavelet.h0.copy_(tensors["h0"].to(device))

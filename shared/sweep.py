@@ -265,7 +265,16 @@ def run_chain(
                 out.mkdir(parents=True, exist_ok=True)
                 _log_event(root, event="start", point=out.name)
                 tic = time.perf_counter()
-                scores = task.run_point(weights, start, out)
+                try:
+                    scores = task.run_point(weights, start, out)
+                except StaleResultError:
+                    # An unfinished point of other settings (a checkpoint of a killed run):
+                    # redone from scratch when asked to, else the error names the change.
+                    if not replace_stale:
+                        raise
+                    shutil.rmtree(out)
+                    out.mkdir(parents=True)
+                    scores = task.run_point(weights, start, out)
                 if "val_score" not in scores:
                     raise ValueError(f"the task's run_point returned no 'val_score' for {out.name}")
                 record = {

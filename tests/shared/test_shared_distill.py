@@ -17,6 +17,7 @@ from shared import (
 from shared.attributions import trim_attributions
 from shared.distill import _evaluate
 from shared.losses import AWDLoss
+from shared.runs import load_transform, save_transform
 
 
 class PlantedTeacher(torch.nn.Module):
@@ -112,6 +113,39 @@ def test_resume_refuses_other_settings(tmp_path):
     _tiny_run(tmp_path, epochs=1)
     with pytest.raises(ValueError, match="other settings"):
         _tiny_run(tmp_path, epochs=2, resume=True, seed=9)
+
+
+def test_a_checkpoint_of_other_settings_is_refused_or_redone_with_force(tmp_path):
+    """A killed point's checkpoint, resumed with other settings: refused naming the
+    change; with --force (``replace_stale``) the point starts over from scratch."""
+    from shared.runs import StaleResultError
+    from shared.sweep import run_chain
+
+    class Task:
+        greater_is_better = False
+
+        def __init__(self, seed):
+            self.seed = seed
+
+        def run_point(self, weights, warm_start, out):
+            dwt, history = _tiny_run(out / "checkpoint", epochs=2, resume=True, seed=self.seed)
+            save_transform(dwt, out / "wavelet")
+            return {"val_score": history[-1]["train_total"]}
+
+    chain = [PenaltyWeights(l1_attr=0.1)]
+    run_chain(Task(seed=0), tmp_path / "grid", chain)
+    point = tmp_path / "grid" / "lam0_gam0.1"
+    (point / "point.json").unlink()  # killed after the checkpoint, before the record
+    assert (point / "checkpoint").is_dir()
+    with pytest.raises(StaleResultError, match=r"seed: 0 -> 9.*--force"):
+        run_chain(Task(seed=9), tmp_path / "grid", chain)
+    redone = run_chain(Task(seed=9), tmp_path / "grid", chain, replace_stale=True)
+    fresh = run_chain(Task(seed=9), tmp_path / "fresh", chain)
+    assert redone[0]["val_score"] == fresh[0]["val_score"]
+    assert torch.equal(
+        load_transform(point / "wavelet").h0,
+        load_transform(tmp_path / "fresh" / "lam0_gam0.1" / "wavelet").h0,
+    )
 
 
 def test_sparse_wavelet_learning_without_teacher():
