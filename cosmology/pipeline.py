@@ -40,6 +40,7 @@ from shared.evaluation import n_parameters
 from shared.interpret.named import penalty_record
 from shared.runs import (
     RunDir,
+    StaleResultError,
     check_device,
     fingerprint,
     load_transform,
@@ -221,15 +222,26 @@ def run_train_teacher(
             return json.loads(history_path.read_text())["summary"]
         splits = splits or load_splits(run.data_path, cfg)
         out = run.step_dir("teacher")
-        model, history = train_teacher(
-            splits.maps["train"],
-            torch.as_tensor(splits.targets["train"]),
-            splits.maps["val"],
-            torch.as_tensor(splits.targets["val"]),
-            cfg.teacher,
-            out,
-            resume=resume,
-        )
+
+        def train(resume: bool) -> tuple[Any, list[dict]]:
+            return train_teacher(
+                splits.maps["train"],
+                torch.as_tensor(splits.targets["train"]),
+                splits.maps["val"],
+                torch.as_tensor(splits.targets["val"]),
+                cfg.teacher,
+                out,
+                resume=resume,
+            )
+
+        try:
+            model, history = train(resume)
+        except StaleResultError:
+            # A killed training of other settings left its checkpoint: --force starts over.
+            if not force:
+                raise
+            logger.info("teacher: the checkpoint of other settings is set aside (--force)")
+            model, history = train(False)
         extra = {
             "settings": asdict(cfg.teacher),
             "side_angle_deg": splits.side_angle_deg,

@@ -32,7 +32,14 @@ from tqdm.auto import tqdm
 
 from cosmology.config import TeacherConfig, recorded
 from shared.interpret import NamedGroups, cdep_penalty
-from shared.runs import atomic_write, check_device, load_model, save_model
+from shared.runs import (
+    StaleResultError,
+    atomic_write,
+    check_device,
+    differences,
+    load_model,
+    save_model,
+)
 from shared.taylornet import TaylorNet
 
 __all__ = [
@@ -580,9 +587,10 @@ def train_teacher(
         except Exception as err:
             raise ValueError(f"{ckpt}: the teacher checkpoint cannot be read ({err})") from None
         if state.get("fingerprint") != fingerprint:
-            raise ValueError(
-                f"{ckpt}: the checkpoint was made with other settings "
-                f"({state.get('fingerprint')}), not {fingerprint}"
+            changed = differences(state.get("fingerprint") or {}, fingerprint)
+            raise StaleResultError(
+                f"{ckpt}: this checkpoint of an unfinished training was made with other "
+                f"settings ({'; '.join(changed)}); rerun with --force to start over"
             )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -395,3 +395,22 @@ def test_bootstrap_sd_shrinks_with_more_maps():
     sd_large = bootstrap_sd(rmse, y, pred, bootstrap_draws(4000, 300, 0))
     assert rmse(y, pred) == pytest.approx(1.0, abs=0.05)
     assert sd_large < sd_small / 3
+
+
+def test_a_killed_teachers_checkpoint_of_other_settings_needs_force(data_root, tmp_path):
+    """A training killed before its record, resumed with other settings: refused naming
+    the change; --force starts the teacher over instead of stopping."""
+    run = tmp_path / "r"
+    base = ["train-teacher", "--run", str(run), "--data", str(data_root), "--resume"]
+    res = _invoke(*base, "--set", "teacher.epochs=1", "--set", "teacher.batch_size=32")
+    assert res.exit_code == 0, res.output
+    (run / "teacher" / "step.json").unlink()  # killed after the checkpoint, before the record
+    assert (run / "teacher" / "teacher_checkpoint.pt").is_file()
+    other = [*base, "--set", "teacher.epochs=1", "--set", "teacher.batch_size=16"]
+    res = _invoke(*other)
+    assert res.exit_code == 2
+    assert "batch_size: 32 -> 16" in res.output and "--force" in res.output
+    res = _invoke(*other, "--force")
+    assert res.exit_code == 0, res.output
+    record = json.loads((run / "teacher" / "step.json").read_text())
+    assert record["settings"]["teacher"]["batch_size"] == 16
