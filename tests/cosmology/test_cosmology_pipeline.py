@@ -414,3 +414,20 @@ def test_a_killed_teachers_checkpoint_of_other_settings_needs_force(data_root, t
     assert res.exit_code == 0, res.output
     record = json.loads((run / "teacher" / "step.json").read_text())
     assert record["settings"]["teacher"]["batch_size"] == 16
+
+
+def test_comparing_a_run_with_itself_gives_its_own_comparisons(run_dir, tmp_path, script):
+    """Cross-run paired differences (scripts/cosmology_compare_runs.py) use the
+    evaluation's own bootstrap: a run against itself reproduces comparisons.csv."""
+    compare = script("cosmology_compare_runs")
+    out = tmp_path / "c.csv"
+    args = ["--a", str(run_dir), "--b", str(run_dir), "--pair", "awd:db5", "--out", str(out)]
+    assert compare.main(args) == 0
+    rows = pd.read_csv(out).set_index("target")
+    ref = pd.read_csv(run_dir / "evaluate" / "comparisons.csv")
+    ref = ref[(ref.a == "awd") & (ref.b == "db5")].set_index("target")
+    for target in ("omega_m", "sigma_8"):
+        assert rows.loc[target, "diff"] == pytest.approx(ref.loc[target, "diff"], rel=1e-5)
+        assert rows.loc[target, "sd"] == pytest.approx(ref.loc[target, "sd"], rel=1e-5)
+    with pytest.raises(SystemExit, match="no method 'nope'"):
+        compare.main([*args[:4], "--pair", "nope:db5", "--out", str(out)])

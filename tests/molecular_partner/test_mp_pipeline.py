@@ -392,3 +392,24 @@ def test_bad_inputs_are_one_line_errors(tmp_path, pipeline):
     out = _fail("predict", pipeline / "data", "--run", pipeline / "run", "--out",
                 tmp_path / "p.csv", "--method", "nope")  # fmt: skip
     assert "no student 'nope'" in out
+
+
+def test_the_wavelet_oracle_reproduces_the_evaluation(pipeline, tmp_path, script):
+    """The oracle experiment refits the evaluation's student: db5 and the selected AWD
+    point score as in metrics.csv, and every difference is paired with db5."""
+    oracle = script("molecular_partner_wavelet_oracle")
+    assert oracle.main(["--run", str(pipeline / "run"), "--out", str(tmp_path)]) == 0
+    rows = pd.read_csv(tmp_path / "oracle_wavelets.csv").set_index("wavelet")
+    metrics = read_metrics(pipeline / "run" / "evaluate" / "metrics.csv")
+    r2_of = metrics[metrics.metric == "r2"].set_index("method")["value"]
+    methods = json.loads((pipeline / "run" / "evaluate" / "methods.json").read_text())
+    awd = methods["methods"]["awd"]["regression"]["wavelet"]
+    assert rows.loc["db5", "test_r2"] == pytest.approx(r2_of["db5"], abs=1e-6)
+    assert rows.loc[awd, "test_r2"] == pytest.approx(r2_of["awd"], abs=1e-6)
+    assert rows.loc["db5", "test_r2_minus_db5"] == 0
+    assert {"sym4", "coif1", "lam0.001_gam0.01"} <= set(rows.index)
+    summary = json.loads((tmp_path / "oracle_wavelets.json").read_text())
+    assert (
+        summary["best_on_test_pywavelets"]["test_r2"]
+        == rows[rows.kind == "pywavelets"]["test_r2"].max()
+    )
