@@ -7,7 +7,8 @@ the run's distilled grid, then scored on the test cells. Choosing the wavelet by
 **test** score is an oracle, not a model selection: it bounds what the best wavelet of
 that family, or the best grid point, could have shown. The grouped-CV score on the training
 cells (the run's own selection rule) is written beside it. Every test score is paired with
-db5's over the same bootstrap resamples of the test traces the evaluation uses.
+db5's, and with the LSTM teacher's, over the same bootstrap resamples of the test traces
+the evaluation uses.
 
 Example::
 
@@ -25,7 +26,7 @@ import numpy as np
 import pywt
 
 from molecular_partner.config import load_config
-from molecular_partner.evaluate import context
+from molecular_partner.evaluate import _teacher_scored, context
 from molecular_partner.student import TopCoefficients, grouped_cv_score, make_linear
 from shared import DWT1d
 from shared.evaluation import bootstrap_draws, paired_difference, r2
@@ -75,9 +76,15 @@ def oracle_rows(run_dir: Path, length_limit: int) -> tuple[list[dict], dict]:
         )
     for name in skipped:
         del ctx.transforms[name]
+    teacher = _teacher_scored(ctx, KIND)
     rows = []
     for name, p in preds.items():
         diff, sd = paired_difference(r2, y_te, p, preds["db5"], draws)
+        vs_teacher = (
+            paired_difference(r2, y_te, p, teacher.pred, draws)
+            if teacher is not None
+            else (None, None)
+        )
         rows.append(
             {
                 "wavelet": name,
@@ -87,6 +94,8 @@ def oracle_rows(run_dir: Path, length_limit: int) -> tuple[list[dict], dict]:
                 "test_r2": r2(y_te, p),
                 "test_r2_minus_db5": diff,
                 "sd": sd,
+                "test_r2_minus_teacher": vs_teacher[0],
+                "sd_teacher": vs_teacher[1],
             }
         )
     rows.sort(key=lambda r: -r["test_r2"])
@@ -105,6 +114,7 @@ def oracle_rows(run_dir: Path, length_limit: int) -> tuple[list[dict], dict]:
         summary[f"best_on_test_{kind.replace(' ', '_')}"] = best
         summary[f"best_on_cv_{kind.replace(' ', '_')}"] = by_cv
     summary["db5"] = next(r for r in rows if r["wavelet"] == "db5")
+    summary["teacher_test_r2"] = None if teacher is None else r2(y_te, teacher.pred)
     return rows, summary
 
 
