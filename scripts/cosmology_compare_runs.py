@@ -97,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = compare(args.a, args.b, pairs)
     write_csv(args.out, rows)
     for r in rows:
+        size = f"{abs(r['diff']) / r['sd']:.1f} SD" if r["sd"] > 0 else "identical predictions"
         print(
             f"{r['a']:<32} {r['b']:<32} {r['target']:<8} "
-            f"{r['diff']:+.5f} ± {r['sd']:.5f} ({abs(r['diff']) / r['sd']:.1f} SD)"
+            f"{r['diff']:+.5f} ± {r['sd']:.5f} ({size})"
         )
     return 0
 
