@@ -46,6 +46,7 @@ from molecular_partner.student import (
     grouped_cv_score,
     make_linear,
     make_xgboost,
+    shape_ratios,
     xgboost_grid,
 )
 from molecular_partner.teacher import predict, train_teacher
@@ -55,8 +56,6 @@ from shared.runs import environment_info, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = CONFIGS / "simulated.yaml"
-#: The baselines, in the order they are reported.
-BASELINES = ("teacher", "db5", "hand_features", "hand_features_xgboost")
 
 logger = logging.getLogger("mp-calibrate")
 
@@ -109,7 +108,26 @@ def _teacher(data, cfg, seeds: list[int]) -> tuple[list[np.ndarray], list[dict]]
     return preds, records
 
 
-def _baselines(data, cfg) -> tuple[dict[str, np.ndarray], dict]:
+def _xgboost(f_tr, y_tr, f_te, groups, s) -> tuple[np.ndarray, dict, list[dict]]:
+    """xgboost with its size and depth chosen by grouped CV on the training cells."""
+    best, grid = xgboost_grid(
+        f_tr,
+        y_tr,
+        groups,
+        "regression",
+        estimators=s.xgb_estimators,
+        depths=s.xgb_depths,
+        learning_rate=s.xgb_learning_rate,
+        seed=s.seed,
+        folds=s.cv_folds,
+    )
+    xgb = make_xgboost(
+        "regression", best["n_estimators"], best["max_depth"], s.xgb_learning_rate, s.seed
+    )
+    return xgb.fit(f_tr, y_tr).predict(f_te).astype(np.float64), best, grid
+
+
+def _baselines(data, cfg, shape: bool = False) -> tuple[dict[str, np.ndarray], dict]:
     s = cfg.evaluate
     y_tr = data.train[OUTCOMES["regression"]].to_numpy(dtype=np.float64)
     groups = data.train["cell"].astype(str).to_numpy()
@@ -126,26 +144,25 @@ def _baselines(data, cfg) -> tuple[dict[str, np.ndarray], dict]:
             lambda: make_linear("regression"), h_tr, y_tr, groups, "regression", s.cv_folds
         ),
     }
-    best, grid = xgboost_grid(
-        h_tr,
-        y_tr,
-        groups,
-        "regression",
-        estimators=s.xgb_estimators,
-        depths=s.xgb_depths,
-        learning_rate=s.xgb_learning_rate,
-        seed=s.seed,
-        folds=s.cv_folds,
-    )
+    xgb_pred, best, grid = _xgboost(h_tr, y_tr, h_te, groups, s)
     cv["hand_features_xgboost"] = best["cv_score"]
-    n_est, depth = best["n_estimators"], best["max_depth"]
-    xgb = make_xgboost("regression", n_est, depth, s.xgb_learning_rate, s.seed)
     preds = {
         "db5": make_linear("regression").fit(f_tr, y_tr).predict(f_te),
         "hand_features": make_linear("regression").fit(h_tr, y_tr).predict(h_te),
-        "hand_features_xgboost": xgb.fit(h_tr, y_tr).predict(h_te).astype(np.float64),
+        "hand_features_xgboost": xgb_pred,
     }
-    return preds, {"cv_r2": cv, "xgboost_choice": best, "xgboost_grid": grid}
+    selection = {"cv_r2": cv, "xgboost_choice": best, "xgboost_grid": grid}
+    if shape:
+        # The three hand features and how each track begins and ends against its peak
+        # (shape_ratios; xgboost takes their NaN for short tracks as missing).
+        sh_tr = np.hstack([h_tr, shape_ratios(data.train).to_numpy(dtype=np.float64)])
+        sh_te = np.hstack([h_te, shape_ratios(data.test).to_numpy(dtype=np.float64)])
+        pred, best, grid = _xgboost(sh_tr, y_tr, sh_te, groups, s)
+        preds["hand_shape_features_xgboost"] = pred
+        cv["hand_shape_features_xgboost"] = best["cv_score"]
+        selection["xgboost_choice_with_shape"] = best
+        selection["xgboost_grid_with_shape"] = grid
+    return preds, selection
 
 
 def _scores(y: np.ndarray, y_bin: np.ndarray, preds: dict[str, np.ndarray], n_boot: int) -> dict:
@@ -179,7 +196,7 @@ def _one_seed(args: argparse.Namespace, seed: int) -> dict:
     teacher_preds, teachers = _teacher(data, cfg, args.teacher_seeds)
     seconds["teacher"] = time.perf_counter() - step
     step = time.perf_counter()
-    preds, selection = _baselines(data, cfg)
+    preds, selection = _baselines(data, cfg, args.shape_features)
     seconds["baselines"] = time.perf_counter() - step
     per_teacher = [
         _scores(y, y_bin, {"teacher": p, **preds}, args.n_bootstrap) for p in teacher_preds
@@ -214,8 +231,8 @@ def _one_seed(args: argparse.Namespace, seed: int) -> dict:
 
 def _summary(runs: list[dict]) -> dict:
     """Mean and SD over simulation seeds of every R², of the ratio and of the statistics."""
-    out: dict = {"r2": {}}
-    for name in BASELINES:
+    out: dict = {"r2": {}, "paired_vs_teacher": {}}
+    for name in runs[0]["scores"]["r2"]:
         values = [r["scores"]["r2"][name]["value"] for r in runs]
         sds = [r["scores"]["r2"][name]["sd"] for r in runs]
         out["r2"][name] = {
@@ -223,6 +240,12 @@ def _summary(runs: list[dict]) -> dict:
             "sd_over_seeds": float(np.std(values, ddof=1)) if len(values) > 1 else None,
             "mean_bootstrap_sd": float(np.mean(sds)),
         }
+        if name != "teacher":
+            diffs = [r["scores"]["paired_vs_teacher"][name]["diff"] for r in runs]
+            out["paired_vs_teacher"][name] = {
+                "mean_diff": float(np.mean(diffs)),
+                "sd_over_seeds": float(np.std(diffs, ddof=1)) if len(diffs) > 1 else None,
+            }
         out.setdefault("auc_of_regression", {})[name] = float(
             np.mean([r["scores"]["auc_of_regression"][name] for r in runs])
         )
@@ -257,6 +280,12 @@ def main() -> None:
     parser.add_argument("--teacher-seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--n-bootstrap", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--shape-features",
+        action="store_true",
+        help="Also xgboost on the hand features plus four shape ratios of each track "
+        "(hand_shape_features_xgboost).",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
@@ -271,6 +300,7 @@ def main() -> None:
         *([f"--physics {args.physics}"] if args.physics else []),
         *[f"--sim {s}" for s in args.sim],
         "--teacher-seeds " + " ".join(map(str, args.teacher_seeds)),
+        *(["--shape-features"] if args.shape_features else []),
         f"--out {args.out.name}",
     ]
     record = {
@@ -296,6 +326,12 @@ def main() -> None:
         r["hand_features_xgboost"]["mean"],
         record["seconds"],
     )
+    if "hand_shape_features_xgboost" in r:
+        logger.info(
+            "hand + shape ratios + xgboost %.3f (paired vs teacher %+.3f)",
+            r["hand_shape_features_xgboost"]["mean"],
+            summary["paired_vs_teacher"]["hand_shape_features_xgboost"]["mean_diff"],
+        )
 
 
 if __name__ == "__main__":
