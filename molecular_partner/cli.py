@@ -380,6 +380,7 @@ _DEMO_ROWS = (
     "teacher",
     "hand_features",
     "hand_features_xgboost",
+    "hand_shape_xgboost",
 )
 
 

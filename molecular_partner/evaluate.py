@@ -8,7 +8,8 @@ For each outcome (``regression``: ``Y_sig_mean_normalized``, scored by R^2; ``bi
    scored by cross-validation grouped by cell on the *training cells only*; the best
    wavelet with gamma > 0 is ``awd``, the best with gamma = 0 is ``awd_gamma0`` (the
    ablation); ``awd_xgboost`` (top-k values and positions of the ``awd`` wavelet) and
-   ``hand_features_xgboost`` (the hand features below) get their depth and size from
+   ``hand_features_xgboost`` and ``hand_shape_xgboost`` (the hand features below) get
+   their depth and size from
    the same grouped CV, ``awd_taylornet`` and ``db5_taylornet``
    (TaylorNets, provisional design, on the top-k values; :mod:`molecular_partner.taylor`)
    their channels and weight decay;
@@ -16,7 +17,8 @@ For each outcome (``regression``: ``Y_sig_mean_normalized``, scored by R^2; ``bi
    :class:`~molecular_partner.student.TraceStudent` (saved under ``RUN/students/``) and
    predicts the test cells; baselines: ``db5`` (same features, plain db5), ``teacher``
    (the LSTM), ``hand_features`` (lifetime, peak amplitude, rise time; OLS or logistic
-   regression), ``hand_features_xgboost`` (the same features, xgboost) and
+   regression), ``hand_features_xgboost`` (the same features, xgboost),
+   ``hand_shape_xgboost`` (the same plus four shape ratios of each track, xgboost) and
    ``train_mean``;
 3. :func:`time_methods`: end-to-end prediction time per trace under one protocol
    (:func:`shared.evaluation.seconds_per_item`), beside the teacher's forward pass;
@@ -100,7 +102,10 @@ logger = logging.getLogger(__name__)
 
 METRICS_OF = {"regression": ("r2",), "binary": ("auc", "f1", "accuracy")}
 #: The xgboost students: their choice is a size and a depth, not a wavelet of the grid.
-XGBOOST_METHODS = ("awd_xgboost", "hand_features_xgboost")
+XGBOOST_METHODS = ("awd_xgboost", "hand_features_xgboost", "hand_shape_xgboost")
+#: The hand-feature xgboost rows: the three hand features, and the same with four shape
+#: ratios of each track (how it begins and ends against its peak).
+HAND_XGBOOST = {"hand_features_xgboost": False, "hand_shape_xgboost": True}
 
 
 @dataclass
@@ -120,6 +125,7 @@ class Context:
     x_te: np.ndarray = field(init=False)
     groups: np.ndarray = field(init=False)
     hand: HandFeatures | None = field(init=False)
+    hand_shape: HandFeatures | None = field(init=False)
     compression: dict[str, float] = field(default_factory=dict)
     teacher_settings: TeacherSettings | None = None  # to retrain it (reality checks)
 
@@ -132,9 +138,10 @@ class Context:
         }
         self.f_tr = {name: f(self.x_tr) for name, f in self.feats.items()}
         self.f_te = {name: f(self.x_te) for name, f in self.feats.items()}
-        self.hand = None
+        self.hand = self.hand_shape = None
         if all(c in self.data.table.columns for c in ("X", "lifetime_s")):
             self.hand = HandFeatures().fit(self.data.train)
+            self.hand_shape = HandFeatures(shape=True).fit(self.data.train)
 
     def y(self, kind: str, split: str) -> np.ndarray:
         part = self.data.train if split == "train" else self.data.test
@@ -262,7 +269,8 @@ def select_on_validation(ctx: Context, kind: str) -> tuple[dict[str, dict], list
     if "awd" in choices:
         choices["awd_xgboost"] = _select_xgboost(ctx, kind, choices["awd"]["wavelet"], rows)
     if ctx.hand is not None:
-        choices["hand_features_xgboost"] = _select_hand_xgboost(ctx, kind, rows)
+        for method in HAND_XGBOOST:
+            choices[method] = _select_hand_xgboost(ctx, kind, method, rows)
     choices.update(select_taylornet(ctx, kind, choices, rows))
     return choices, rows
 
@@ -306,11 +314,19 @@ def _select_xgboost(ctx: Context, kind: str, name: str, rows: list[dict]) -> dic
     }
 
 
-def _select_hand_xgboost(ctx: Context, kind: str, rows: list[dict]) -> dict:
-    # The hand features of hand_features, into xgboost: no wavelet, size and depth by
-    # the same grouped CV as awd_xgboost.
+def _hand_of(ctx: Context, method: str) -> HandFeatures:
+    features = ctx.hand_shape if HAND_XGBOOST[method] else ctx.hand
+    assert features is not None
+    return features
+
+
+def _select_hand_xgboost(ctx: Context, kind: str, method: str, rows: list[dict]) -> dict:
+    # The hand features (with the shape ratios for hand_shape_xgboost) into xgboost: no
+    # wavelet, size and depth by the same grouped CV as awd_xgboost.
     info = {"lambda": None, "gamma": None}
-    best = _xgboost_choice(ctx, kind, ctx.hand(ctx.data.train), "hand_features", info, rows)
+    features = _hand_of(ctx, method)
+    label = "hand_features" if method == "hand_features_xgboost" else "hand_shape_features"
+    best = _xgboost_choice(ctx, kind, features(ctx.data.train), label, info, rows)
     return {
         "cv_score": float(best["cv_score"]),
         "n_estimators": best["n_estimators"],
@@ -408,23 +424,24 @@ def _hand_student(ctx: Context, kind: str) -> Scored:
     return Scored("hand_features", pred, student, student.n_parameters(), record=record)
 
 
-def _hand_xgboost_student(ctx: Context, kind: str, choice: dict) -> Scored:
+def _hand_xgboost_student(ctx: Context, kind: str, method: str, choice: dict) -> Scored:
     s = ctx.s
+    features = _hand_of(ctx, method)
     xgb = make_xgboost(
         kind, choice["n_estimators"], choice["max_depth"], s.xgb_learning_rate, s.seed
-    ).fit(ctx.hand(ctx.data.train), ctx.y(kind, "train"))
+    ).fit(features(ctx.data.train), ctx.y(kind, "train"))
     n_params = len(xgb.get_booster().trees_to_dataframe())  # tree nodes, as awd_xgboost
-    student = TraceStudent(ctx.hand, xgb, "hand_features_xgboost", kind, n_params)
+    student = TraceStudent(features, xgb, method, kind, n_params)
     record = {
         "cv_score": choice["cv_score"],
         "n_estimators": choice["n_estimators"],
         "max_depth": choice["max_depth"],
         "n_parameters": student.n_parameters(),
         "predictor": type(xgb).__name__,
-        "features": ", ".join(HAND_FEATURES),
+        "features": ", ".join(features.feature_names),
     }
     pred = student.predict(ctx.data.test)
-    return Scored("hand_features_xgboost", pred, student, n_params, record=record)
+    return Scored(method, pred, student, n_params, record=record)
 
 
 def refit_and_score(ctx: Context, kind: str, choices: dict[str, dict]) -> dict[str, Scored]:
@@ -447,10 +464,9 @@ def refit_and_score(ctx: Context, kind: str, choices: dict[str, dict]) -> dict[s
         scored["teacher"] = teacher
     if ctx.hand is not None:
         scored["hand_features"] = _hand_student(ctx, kind)
-        if "hand_features_xgboost" in choices:
-            scored["hand_features_xgboost"] = _hand_xgboost_student(
-                ctx, kind, choices["hand_features_xgboost"]
-            )
+        for method in HAND_XGBOOST:
+            if method in choices:
+                scored[method] = _hand_xgboost_student(ctx, kind, method, choices[method])
     y_tr = ctx.y(kind, "train")
     mean = ConstantPredictor().fit(None, y_tr)
     student = TraceStudent(None, mean, "train_mean", kind, 1)
@@ -585,6 +601,7 @@ def _pairs(methods: list[str]) -> list[tuple[str, str]]:
         ("awd_xgboost", "teacher"),
         ("awd", "hand_features"),
         ("awd", "hand_features_xgboost"),
+        ("awd", "hand_shape_xgboost"),
         ("awd_taylornet", "teacher"),
         ("awd_taylornet", "db5_taylornet"),
     ):

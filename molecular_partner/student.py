@@ -37,6 +37,7 @@ from shared.taylornet.student import TaylorNetPredictor
 
 __all__ = [
     "HAND_FEATURES",
+    "SHAPE_FEATURES",
     "STUDENT_CLASSES",
     "HandFeatures",
     "LinearHead",
@@ -47,12 +48,15 @@ __all__ = [
     "hand_features",
     "make_linear",
     "make_xgboost",
+    "shape_ratios",
     "xgboost_grid",
 ]
 
 logger = logging.getLogger(__name__)
 
 HAND_FEATURES = ("lifetime_s", "peak_amplitude", "rise_time_s")
+#: The columns of :func:`shape_ratios`.
+SHAPE_FEATURES = ("start_over_peak", "late_over_peak", "end_over_peak", "mean_over_peak")
 
 
 def band_names(levels: int) -> list[str]:
@@ -380,23 +384,68 @@ def hand_features(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def shape_ratios(table: pd.DataFrame) -> pd.DataFrame:
+    """How each raw clathrin track begins and ends, relative to its peak.
+
+    The mean of the first 3 frames, of frames -6 to -4, of the last 3 frames and of the
+    whole track, each divided by the track's peak: an abrupt end at scission (productive
+    pits) against a fade (most stalled and abortive pits). Tracks too short for a window
+    use what they have; a track without a positive finite peak gives NaN.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"X": [np.array([1.0, 2.0, 4.0, 4.0, 2.0, 1.0, 0.0])]})
+    >>> [round(v, 3) for v in shape_ratios(t).iloc[0]]
+    [0.583, 0.833, 0.25, 0.5]
+    """
+    if "X" not in table.columns:
+        raise ValueError("shape ratios need the column 'X' (raw tracks)")
+    rows = []
+    for x in table["X"]:
+        x = np.asarray(x, dtype=np.float64)
+        peak = np.nanmax(x) if x.size and np.isfinite(x).any() else np.nan
+        if not np.isfinite(peak) or peak <= 0:
+            rows.append([np.nan] * 4)
+            continue
+        late = x[-6:-3] if x.size >= 6 else x[: max(1, x.size - 3)]
+        rows.append([np.nanmean(w) / peak for w in (x[:3], late, x[-3:], x)])
+    return pd.DataFrame(rows, columns=list(SHAPE_FEATURES), index=table.index)
+
+
 class HandFeatures(Savable):
     """Lifetime, peak amplitude and rise time of the raw tracks, missing values filled
-    with the training medians (the hand-feature baseline).
+    with the training medians (the hand-feature baseline); with ``shape=True`` also the
+    four :func:`shape_ratios` (how each track begins and ends against its peak).
 
     Examples
     --------
     >>> t = pd.DataFrame({"lifetime_s": [4.0, 6.0], "X": [np.array([1.0, 5.0]), np.ones(3)]})
     >>> HandFeatures().fit(t)(t).shape
     (2, 3)
+    >>> HandFeatures(shape=True).fit(t)(t).shape
+    (2, 7)
     """
 
+    def __init__(self, shape: bool = False) -> None:
+        self.shape = shape
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return HAND_FEATURES + (SHAPE_FEATURES if getattr(self, "shape", False) else ())
+
+    def _table(self, table: pd.DataFrame) -> np.ndarray:
+        parts = [hand_features(table)]
+        # Students saved before the shape option have no such attribute: three features.
+        if getattr(self, "shape", False):
+            parts.append(shape_ratios(table))
+        return pd.concat(parts, axis=1).to_numpy(dtype=np.float64)
+
     def fit(self, table: pd.DataFrame) -> HandFeatures:
-        self.medians_ = hand_features(table).median().to_numpy(dtype=np.float64)
+        self.medians_ = np.nanmedian(self._table(table), axis=0)
         return self
 
     def __call__(self, table: pd.DataFrame) -> np.ndarray:
-        values = hand_features(table).to_numpy(dtype=np.float64)
+        values = self._table(table)
         return np.where(np.isnan(values), self.medians_, values)
 
 

@@ -14,7 +14,13 @@ from molecular_partner.config import DistillSettings, TeacherSettings, load_conf
 from molecular_partner.data import load_tracks
 from molecular_partner.evaluate import METRICS_COLUMNS, read_metrics
 from molecular_partner.predict import load_student
-from molecular_partner.student import LinearHead, TopCoefficients, hand_features, make_linear
+from molecular_partner.student import (
+    LinearHead,
+    TopCoefficients,
+    hand_features,
+    make_linear,
+    shape_ratios,
+)
 from molecular_partner.tables import write_tracks_table
 from molecular_partner.teacher import LSTMTeacher, load_teacher, save_teacher, train_teacher
 from shared import DWT1d, load_transform
@@ -109,7 +115,7 @@ def test_evaluate_outputs_and_numbers(pipeline):
     metrics = read_metrics(run)
     assert list(metrics.columns) == METRICS_COLUMNS
     methods = {"awd", "awd_gamma0", "teacher", "db5", "awd_xgboost", "hand_features", "train_mean"}
-    methods |= {"hand_features_xgboost", "awd_taylornet", "db5_taylornet"}
+    methods |= {"hand_features_xgboost", "hand_shape_xgboost", "awd_taylornet", "db5_taylornet"}
     assert set(metrics["method"]) == methods
     assert set(metrics["metric"]) == {"r2", "auc", "f1", "accuracy"}
     assert set(metrics["target"]) == {"Y_sig_mean_normalized", "y_consec_thresh"}
@@ -285,6 +291,22 @@ def test_features_match_pywt_and_heads_fold_scalers():
     )
     t = pd.DataFrame({"lifetime_s": [20.0], "X": [np.array([1.0, 3.0, 2.0, np.nan])]})
     assert hand_features(t).iloc[0].tolist() == [20.0, 3.0, 5.0]
+
+
+def test_shape_ratios_tell_an_abrupt_end_from_a_fade():
+    end = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0])  # cut at scission
+    fade = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 3.0, 2.0, 1.0, 1.0, 0.5])
+    t = pd.DataFrame({"X": [end, fade, np.array([2.0, 1.0]), np.zeros(5), np.array([])]})
+    r = shape_ratios(t)
+    assert list(r.columns) == ["start_over_peak", "late_over_peak", "end_over_peak",
+                               "mean_over_peak"]  # fmt: skip
+    np.testing.assert_allclose(r.iloc[0], [0.25, 1.0, 1.0, 3.0 / 4.0])
+    np.testing.assert_allclose(r.iloc[1], [0.25, 3.0 / 4.0, 2.5 / 12.0, 17.5 / 40.0])
+    # Two frames: every window is what the track has.
+    np.testing.assert_allclose(r.iloc[2], [0.75, 1.0, 0.75, 0.75])
+    assert r.iloc[3].isna().all() and r.iloc[4].isna().all()  # no positive peak
+    with pytest.raises(ValueError, match="column 'X'"):
+        shape_ratios(pd.DataFrame({"lifetime_s": [1.0]}))
 
 
 def test_config_overrides_and_errors(tmp_path):
