@@ -602,6 +602,7 @@ def _pairs(methods: list[str]) -> list[tuple[str, str]]:
         ("awd", "hand_features"),
         ("awd", "hand_features_xgboost"),
         ("awd", "hand_shape_xgboost"),
+        ("hand_shape_xgboost", "teacher"),
         ("awd_taylornet", "teacher"),
         ("awd_taylornet", "db5_taylornet"),
     ):

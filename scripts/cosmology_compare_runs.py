@@ -99,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         size = f"{abs(r['diff']) / r['sd']:.1f} SD" if r["sd"] > 0 else "identical predictions"
         print(
-            f"{r['a']:<32} {r['b']:<32} {r['target']:<8} "
-            f"{r['diff']:+.5f} ± {r['sd']:.5f} ({size})"
+            f"{r['a']:<32} {r['b']:<32} {r['target']:<8} {r['diff']:+.5f} ± {r['sd']:.5f} ({size})"
         )
     return 0
 
