@@ -488,8 +488,9 @@ def _results_figure(run: Path, out: Path) -> list[Path]:
 
     rows = results_rows(read_metrics(run), json.loads((run / "methods.json").read_text()))
     panels = [
-        ("r2", "r2_sd", "test R², auxilin signal (±1 SD)"),
-        ("auc", "auc_sd", "test AUC, recruited or not (±1 SD)"),
+        # Two lines each: the method names take most of the width.
+        ("r2", "r2_sd", "test R², auxilin signal\n(±1 SD)"),
+        ("auc", "auc_sd", "test AUC, recruited or not\n(±1 SD)"),
     ]
     return estimates_figure(
         rows, out, "molecular_partner_results", [p for p in panels if rows[p[0]].notna().any()]

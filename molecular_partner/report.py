@@ -98,8 +98,7 @@ NAMES = {
     "teacher": "LSTM teacher",
     "hand_features": "hand features (lifetime, peak amplitude, rise time) · OLS",
     "hand_features_xgboost": "hand features (lifetime, peak amplitude, rise time) · xgboost",
-    "hand_shape_xgboost": "hand features + shape ratios (start, late, end, mean over peak) "
-    "· xgboost",
+    "hand_shape_xgboost": "hand features + 4 shape ratios · xgboost",
     "train_mean": "training mean",
 }
 #: The groups of the results table, in order.
@@ -110,6 +109,9 @@ LEGEND = {
     "top values + positions": "the same coefficients and where in the trace they sit",
     "OLS": "ordinary least squares (a logistic regression for the binary outcome)",
     "xgboost": "gradient-boosted trees; their number and depth chosen by the same grouped CV",
+    "shape ratios": "how each raw track begins and ends against its peak: the mean of its "
+    "first 3 frames, of frames −6 to −4, of its last 3 frames and of the whole track, each "
+    "over the peak",
     "TaylorNet": "a coarse-grained Taylor-series network on the same features laid out as "
     "scales × ranks (a logistic link for the binary outcome; provisional)",
     "R²": "auxilin signal (Y_sig_mean_normalized), regression",
