@@ -138,7 +138,10 @@ class StudentConfig:
     values that the bins span (chosen on validation). ``n_bins`` is the paper's 22.
     ``taylornet`` adds the TaylorNet students (provisional design, :mod:`shared.taylornet`)
     on the wavelet l1-norm: ``taylornet_channels`` x ``taylornet_weight_decays`` chosen on
-    validation, each trained for ``taylornet_epochs`` epochs.
+    validation, each trained for ``taylornet_epochs`` epochs; ``taylornet_wavelet``
+    says which learned wavelet ``awd_taylornet`` reads: ``validation``, every gamma > 0
+    grid point with the TaylorNet's own validation score deciding, or ``l1_ridge``, the
+    one chosen for the l1-norm ridge student (the rule of the earlier committed runs).
 
     The field's strongest statistics, each through pooled chi-square, ridge and xgboost:
     ``scattering`` adds kymatio's Morlet scattering transform (``scattering_j`` scales,
@@ -175,6 +178,7 @@ class StudentConfig:
     taylornet_channels: tuple[int, ...] = setting((4, 8), ge=2, nonempty=True)
     taylornet_weight_decays: tuple[float, ...] = setting((0.01, 0.1), ge=0, nonempty=True)
     taylornet_epochs: int = setting(60, ge=1)
+    taylornet_wavelet: Literal["validation", "l1_ridge"] = "validation"
     scattering: bool = True
     scattering_j: int = setting(4, ge=1)
     scattering_l: int = setting(8, ge=1)

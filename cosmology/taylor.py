@@ -77,15 +77,23 @@ def _factory(ctx: Context, n_bands: int, channels: int, weight_decay: float):
 
 
 def _sources(ctx: Context, best: dict[str, Choice]) -> list[tuple[str, dict, Any, np.ndarray]]:
-    """(method, setting, fitted l1 features, training features) of each TaylorNet student."""
+    """(method, setting, fitted l1 features, training features) of each TaylorNet student
+    candidate: every gamma > 0 grid point for ``awd_taylornet`` (or, with
+    ``taylornet_wavelet=l1_ridge``, the wavelet of the l1-norm ridge student), and db5."""
     s = ctx.cfg.student
     xtr = ctx.maps("train")
     out = []
-    chosen = best.get("awd_l1_ridge") or best.get("awd_l1")
-    if chosen is not None:
-        out.append(("awd_taylornet", dict(chosen.setting), chosen.features, chosen.Xtr))
+    if s.taylornet_wavelet == "validation":
+        for p in (p for p in ctx.grid if p["l1_attr"] > 0):
+            feats = WaveletL1Features(ctx.transforms[p["point"]], s.l1_bins, s.l1_coverage)
+            feats.fit(xtr)
+            out.append(("awd_taylornet", {"wavelet": p["point"]}, feats, feats.transform(xtr)))
     else:
-        logger.warning("no awd_l1 student was selected: awd_taylornet is left out")
+        chosen = best.get("awd_l1_ridge") or best.get("awd_l1")
+        if chosen is not None:
+            out.append(("awd_taylornet", dict(chosen.setting), chosen.features, chosen.Xtr))
+    if not out:
+        logger.warning("no learned wavelet for awd_taylornet: it is left out")
     d = ctx.cfg.distill
     db5_2d = DWT2d(d.wavelet, levels=d.levels, mode=d.mode)
     db5 = WaveletL1Features(db5_2d, s.l1_bins, s.l1_coverage).fit(xtr)
@@ -96,9 +104,10 @@ def _sources(ctx: Context, best: dict[str, Choice]) -> list[tuple[str, dict, Any
 def select_taylornet(ctx: Context, best: dict[str, Choice], val_table: list[dict]) -> None:
     """The TaylorNet students: channels and weight decay chosen on validation.
 
-    Adds ``awd_taylornet`` (the wavelet of ``awd_l1_ridge``) and ``db5_taylornet`` to
-    ``best`` and every setting's validation score to ``val_table``. The test split is not
-    read.
+    Adds ``awd_taylornet`` (the learned wavelet chosen with them on validation among the
+    gamma > 0 grid points, or the wavelet of ``awd_l1_ridge``; ``student.taylornet_wavelet``)
+    and ``db5_taylornet`` to ``best`` and every setting's validation score to
+    ``val_table``. The test split is not read.
     """
     from cosmology.evaluate import Choice
 
@@ -106,11 +115,12 @@ def select_taylornet(ctx: Context, best: dict[str, Choice], val_table: list[dict
     if not s.taylornet:
         return
     ytr, yva = ctx.targets("train"), ctx.targets("val")
+    winners: dict[str, Choice] = {}
     for method, setting, feats, Xtr in _sources(ctx, best):
         tic = time.perf_counter()
         Xva = feats.transform(ctx.maps("val"))
         n_bands = len(band_names(feats.transform_.levels))
-        winner: Choice | None = None
+        winner = winners.get(method)
         for channels in s.taylornet_channels:
             for wd in s.taylornet_weight_decays:
                 factory = _factory(ctx, n_bands, channels, wd)
@@ -132,8 +142,9 @@ def select_taylornet(ctx: Context, best: dict[str, Choice], val_table: list[dict
                     full = {**setting, "channels": channels, "weight_decay": wd}
                     winner = Choice(method, method, full, name, score, feats, factory, Xtr, ytr)
         if winner is not None:
-            best[method] = winner
-        logger.debug("validation: %s (%.1f s)", method, time.perf_counter() - tic)
+            winners[method] = winner
+        logger.debug("validation: %s %s (%.1f s)", method, setting, time.perf_counter() - tic)
+    best.update(winners)
 
 
 def _labels(ctx: Context, split: str) -> np.ndarray:

@@ -431,3 +431,26 @@ def test_comparing_a_run_with_itself_gives_its_own_comparisons(run_dir, tmp_path
         assert rows.loc[target, "sd"] == pytest.approx(ref.loc[target, "sd"], rel=1e-5)
     with pytest.raises(SystemExit, match="no method 'nope'"):
         compare.main([*args[:4], "--pair", "nope:db5", "--out", str(out)])
+
+
+def test_the_wavelet_oracle_reproduces_the_taylornet_students(run_dir, tmp_path, script):
+    """The oracle experiment refits the chosen student (l1-norm · TaylorNet) per wavelet,
+    choosing its settings on validation as the evaluation does: with db5 and with the
+    grid point the evaluation used it gives the committed test RMSEs."""
+    oracle = script("cosmology_wavelet_oracle")
+    assert oracle.main(["--run", str(run_dir), "--out", str(tmp_path), "--max-taps", "10"]) == 0
+    rows = pd.read_csv(tmp_path / "oracle_wavelets.csv").set_index("wavelet")
+    assert {"db2", "db5", "sym4", "coif1", "lam0.005_gam0.01"} <= set(rows.index)
+    assert "coif2" not in rows.index  # 12 taps
+    metrics = pd.read_csv(run_dir / "evaluate" / "metrics.csv")
+    rmse_of = metrics[metrics.metric == "rmse"].set_index(["method", "target"])["value"]
+    for wavelet, method in (("db5", "db5_taylornet"), ("lam0.005_gam0.01", "awd_taylornet")):
+        for target in ("omega_m", "sigma_8"):
+            assert rows.loc[wavelet, f"test_rmse_{target}"] == pytest.approx(
+                rmse_of[(method, target)], rel=1e-5
+            ), (wavelet, target)
+    assert rows.loc["db5", "omega_m_minus_db5"] == 0
+    summary = json.loads((tmp_path / "oracle_wavelets.json").read_text())
+    assert summary["teacher_test_rmse"]["omega_m"] == pytest.approx(
+        rmse_of[("teacher", "omega_m")], rel=1e-5
+    )
