@@ -454,3 +454,26 @@ def test_the_wavelet_oracle_reproduces_the_taylornet_students(run_dir, tmp_path,
     assert summary["teacher_test_rmse"]["omega_m"] == pytest.approx(
         rmse_of[("teacher", "omega_m")], rel=1e-5
     )
+
+
+def test_the_taylornet_student_chooses_its_wavelet_on_validation(run_dir, tmp_path):
+    """awd_taylornet: every gamma > 0 grid point is a candidate and the TaylorNet's own
+    validation score decides (student.taylornet_wavelet=validation, the default)."""
+    import shutil
+
+    run = tmp_path / "r"
+    shutil.copytree(run_dir, run)
+    grid = ["--set", "distill.gammas=[0.0,0.01,0.1]"]
+    res = _invoke("distill", "--run", str(run), *grid, "--force")
+    assert res.exit_code == 0, res.output
+    off = [f"student.{k}=false" for k in ("minkowski", "scattering", "starlet",
+                                          "combinations", "wavelet_scattering")]  # fmt: skip
+    res = _invoke("evaluate", "--run", str(run), *[a for s in off for a in ("--set", s)], "--force")
+    assert res.exit_code == 0, res.output
+    rows = json.loads((run / "evaluate" / "validation.json").read_text())
+    tn = [r for r in rows if r["method"] == "awd_taylornet"]
+    assert {r["wavelet"] for r in tn} == {"lam0.005_gam0.01", "lam0.005_gam0.1"}
+    best = min(tn, key=lambda r: r["val_score"])
+    chosen = json.loads((run / "evaluate" / "selection.json").read_text())["selection"]
+    assert chosen["awd_taylornet"]["wavelet"] == best["wavelet"]
+    assert chosen["awd_taylornet"]["val_score"] == best["val_score"]
