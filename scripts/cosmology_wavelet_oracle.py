@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pywt
 import torch
 
 from cosmology.config import load_config
@@ -36,20 +35,15 @@ from cosmology.teacher import predict
 from shared import DWT2d
 from shared.evaluation import bootstrap_draws, mean_scaled_rmse, paired_difference, rmse
 from shared.runs import RunDir, write_csv, write_json
+from shared.wavelet import orthogonal_names
 
 logger = logging.getLogger("cosmology-wavelet-oracle")
 
 
 def candidate_wavelets(max_taps: int) -> list[str]:
-    """PyWavelets' orthogonal wavelets (db, sym, coif) with at most ``max_taps`` taps; a
-    symlet equal to a Daubechies wavelet (sym2, sym3) is left out."""
-    names = []
-    for family in ("db", "sym", "coif"):
-        for name in pywt.wavelist(family):
-            if name in ("sym2", "sym3") or pywt.Wavelet(name).dec_len > max_taps:
-                continue
-            names.append(name)
-    return names
+    """PyWavelets' orthogonal wavelets (db, sym, coif) with at most ``max_taps`` taps; haar,
+    sym2 and sym3 (equal to db1, db2 and db3) are left out."""
+    return [n for n in orthogonal_names(max_taps) if n not in ("haar", "sym2", "sym3")]
 
 
 def oracle_rows(run_dir: Path, max_taps: int) -> tuple[list[dict], dict]:

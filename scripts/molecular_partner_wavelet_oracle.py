@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pywt
 
 from molecular_partner.config import load_config
 from molecular_partner.evaluate import _teacher_scored, context
@@ -31,18 +30,14 @@ from molecular_partner.student import TopCoefficients, grouped_cv_score, make_li
 from shared import DWT1d
 from shared.evaluation import bootstrap_draws, paired_difference, r2
 from shared.runs import RunDir, write_csv, write_json
+from shared.wavelet import orthogonal_names
 
 KIND = "regression"
 
 
 def candidate_wavelets(length_limit: int) -> list[str]:
     """PyWavelets' orthogonal wavelets (db, sym, coif) with at most ``length_limit`` taps."""
-    names = []
-    for family in ("db", "sym", "coif"):
-        for name in pywt.wavelist(family):
-            if pywt.Wavelet(name).dec_len <= length_limit:
-                names.append(name)
-    return names
+    return [n for n in orthogonal_names(length_limit) if n != "haar"]  # haar is db1
 
 
 def oracle_rows(run_dir: Path, length_limit: int) -> tuple[list[dict], dict]:

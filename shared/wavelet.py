@@ -27,18 +27,23 @@ __all__ = ["ORTHOGONAL_FAMILIES", "LearnableWavelet", "alternating_flip", "ortho
 ORTHOGONAL_FAMILIES = ("haar", "db", "sym", "coif")
 
 
-def orthogonal_names() -> list[str]:
-    """Return every pywt wavelet name that can initialise a :class:`LearnableWavelet`.
+def orthogonal_names(max_taps: int | None = None) -> list[str]:
+    """Return every pywt wavelet name that can initialise a :class:`LearnableWavelet`,
+    with at most ``max_taps`` filter taps if given.
 
     Examples
     --------
     >>> names = orthogonal_names()
     >>> "db5" in names and "bior2.2" not in names
     True
+    >>> orthogonal_names(max_taps=4)
+    ['haar', 'db1', 'db2', 'sym2']
     """
     names: list[str] = []
     for family in ORTHOGONAL_FAMILIES:
         names.extend(pywt.wavelist(family, kind="discrete"))
+    if max_taps is not None:
+        names = [n for n in names if pywt.Wavelet(n).dec_len <= max_taps]
     return names
 
 
